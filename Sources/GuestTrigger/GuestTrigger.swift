@@ -1,0 +1,1 @@
+// The GuestTrigger module; see README.md (Architecture).

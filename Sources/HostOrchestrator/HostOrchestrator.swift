@@ -1,0 +1,1 @@
+// The HostOrchestrator module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The ISO9660 module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The QEMUControl module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The SecretRotation module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The StackEntrypoint module; see README.md (Architecture).

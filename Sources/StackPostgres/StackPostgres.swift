@@ -1,0 +1,1 @@
+// The StackPostgres module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The StackRewrite module; see README.md (Architecture).

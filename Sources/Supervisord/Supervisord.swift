@@ -1,0 +1,1 @@
+// The Supervisord module; see README.md (Architecture).

@@ -1,0 +1,1 @@
+// The Zstd module; see README.md (Architecture).
