@@ -1,1 +1,0 @@
-// The StackEntrypoint module; see README.md (Architecture).
