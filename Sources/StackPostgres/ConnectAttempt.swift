@@ -12,8 +12,6 @@ import Darwin
 struct ConnectAttempt: Sendable {
     enum Outcome: Sendable {
         case connected(ConnectedPointer)
-        /// libpq rejected the parameters before talking to anyone (bad option value).
-        case invalidParameters(String)
         /// The attempt failed; the message says why (one line, secrets scrubbed).
         case failed(String)
         case deadlineReached
@@ -54,13 +52,10 @@ struct ConnectAttempt: Sendable {
         guard let connection = started else {
             return .systemCall("PQconnectStartParams", errno: ENOMEM)
         }
-        if PQstatus(connection) == CONNECTION_BAD {
-            let message = errorMessage(connection)
-            PQfinish(connection)
-            return .invalidParameters(message)
-        }
         // libpq's contract: start as if PQconnectPoll had returned PGRES_POLLING_WRITING.
-        var status = PGRES_POLLING_WRITING
+        // (It may already have failed: a unix-socket connect is tried at once, and a
+        // missing socket then looks just like a bad option value, so both go by message.)
+        var status = PQstatus(connection) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING
         while true {
             if status == PGRES_POLLING_OK {
                 return .connected(ConnectedPointer(pointer: connection))
@@ -118,6 +113,7 @@ struct ConnectAttempt: Sendable {
     /// network comes up, unknown texts) is retried until the deadline, which bounds the
     /// cost of a misjudgement.
     static func isPermanent(_ message: String) -> Bool {
+        if isInvalidOption(message) { return true }
         let permanentMarkers = [
             "password authentication failed",
             "authentication failed for user",
@@ -128,6 +124,14 @@ struct ConnectAttempt: Sendable {
             "certificate",
         ]
         return permanentMarkers.contains { message.contains($0) }
+    }
+}
+
+extension ConnectAttempt {
+    /// libpq refused an option's value ("invalid port number: …", "invalid sslmode
+    /// value: …", "invalid integer value … for connection option …").
+    static func isInvalidOption(_ message: String) -> Bool {
+        message.hasPrefix("invalid ") || message.contains("for connection option")
     }
 }
 

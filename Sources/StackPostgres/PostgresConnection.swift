@@ -81,9 +81,10 @@ public final class PostgresConnection {
                     "elapsed": "\(format(started.duration(to: clock.now)))",
                 ])
                 return connection
-            case .invalidParameters(let message):
-                throw PostgresError(.invalidConnectionString, action: action, message)
             case .failed(let message):
+                if ConnectAttempt.isInvalidOption(message) {
+                    throw PostgresError(.invalidConnectionString, action: action, message)
+                }
                 if ConnectAttempt.isPermanent(message) {
                     throw PostgresError(.connectionRejected, action: action, message)
                 }
