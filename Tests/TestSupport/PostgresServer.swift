@@ -14,11 +14,15 @@ import Darwin
 /// - Owners: `PostgresServer.testDatabase()` gives a fresh database on one server shared
 ///   by the whole test process; `PostgresServer.create()` / `withServer` give a private
 ///   server that a test starts and stops itself ("server down", "server comes up late").
-/// - No orphans: postgres runs under a tiny `sh` keeper whose stdin is a pipe (the
-///   "lifeline") held only by this process. When the lifeline closes — `remove()`, or the
-///   test process exiting or being killed — the keeper fast-shuts postgres down, waits for
-///   it and deletes the directory. If the keeper itself is killed, postgres gets SIGINT
-///   through `setpriv --pdeathsig`.
+/// - Nothing outlives the test process, even when it is killed: two tiny `sh` helpers
+///   each read a pipe (a "lifeline") whose write end only this process holds, and act
+///   when it closes (`stop()`/`remove()`, or the kernel closing it when the process
+///   exits or dies):
+///   - the keeper (one per `start()`) runs postgres in the background and fast-shuts it
+///     down (SIGINT); if the keeper itself is killed, postgres gets SIGINT through
+///     `setpriv --pdeathsig`;
+///   - the janitor (one per server, from `create()` to `remove()`) waits for postgres to
+///     be gone and deletes the directory.
 public actor PostgresServer {
     public static let binDirectory = "/usr/lib/postgresql/15/bin"
     /// The superuser initdb creates; local connections as it need no password.
@@ -31,7 +35,9 @@ public actor PostgresServer {
 
     private let owner: (uid: uid_t, gid: gid_t)?
     private var keeper: ChildProcess?
-    private var lifeline: Int32 = -1
+    private var keeperLifeline: Int32 = -1
+    private var janitor: ChildProcess?
+    private var janitorLifeline: Int32 = -1
     private var removed = false
 
     private init(baseDirectory: String, owner: (uid: uid_t, gid: gid_t)?) {
@@ -55,6 +61,7 @@ public actor PostgresServer {
         let base = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let server = PostgresServer(baseDirectory: base, owner: owner)
         do {
+            try await server.startJanitor()
             try await server.initialise()
         } catch {
             await server.remove()
@@ -124,67 +131,96 @@ public actor PostgresServer {
     public func start() async throws {
         precondition(!removed, "PostgresServer.start after remove")
         guard keeper == nil else { return }
-        var fds: [Int32] = [-1, -1]
-        let rc = fds.withUnsafeMutableBufferPointer { cs_pipe($0.baseAddress!) }
-        guard rc == 0 else { throw StackError.systemCall("pipe", errno: -rc) }
-        let child: ChildProcess
-        do {
-            child = try Command(
-                "/bin/sh", arguments: ["-c", PostgresServer.keeperScript, "postgres-keeper", baseDirectory] + postgresCommand(),
-                environment: ["PATH": Command.defaultSearchPath, "LC_ALL": "C"],
-                workingDirectory: baseDirectory, processGroup: .new,
-                standardInput: .fileDescriptor(fds[0]), standardOutput: .discard, standardError: .discard
-            ).spawn()
-        } catch {
-            close(fds[0]); close(fds[1])
-            throw error
-        }
-        close(fds[0])
+        let (child, lifeline) = try PostgresServer.spawnWithLifeline(
+            script: PostgresServer.keeperScript, name: "postgres-keeper", arguments: [logFile] + postgresCommand(),
+            workingDirectory: baseDirectory)
         keeper = child
-        lifeline = fds[1]
+        keeperLifeline = lifeline
         do {
             try await waitUntilReady(child)
         } catch {
-            await shutDown(keepData: true)
+            await shutDown()
             throw error
         }
     }
 
     /// Fast shutdown; the data directory stays, so `start()` brings the same cluster back.
     public func stop() async {
-        await shutDown(keepData: true)
+        await shutDown()
     }
 
     /// Stops the server if it runs and deletes its directory.
     public func remove() async {
         guard !removed else { return }
         removed = true
-        await shutDown(keepData: false)
+        await shutDown()
+        if let janitor {
+            self.janitor = nil
+            close(janitorLifeline)
+            janitorLifeline = -1
+            await PostgresServer.wait(for: janitor, upTo: .seconds(60))
+        }
+        // Normally the janitor has done it; this covers a janitor that could not start.
         _ = try? await Command("/bin/rm", arguments: ["-rf", baseDirectory], environment: [:]).run(timeout: .seconds(60))
     }
 
     // MARK: - Internals
 
-    /// The keeper (see the type's comment). $1 is the base directory, the rest the
-    /// postgres command. Background jobs of a non-interactive shell ignore SIGINT, but
-    /// postgres installs its own handlers, so `kill -INT` still means fast shutdown.
+    /// The keeper (see the type's comment): $1 is the log file, the rest the postgres
+    /// command. Background jobs of a non-interactive shell ignore SIGINT, but postgres
+    /// installs its own handlers, so `kill -INT` still means fast shutdown.
     static let keeperScript = #"""
-    dir=$1; shift
+    log=$1; shift
     exec 3<&0 </dev/null
-    "$@" 3<&- >>"$dir/postgres.log" 2>&1 &
+    "$@" 3<&- >>"$log" 2>&1 &
     pg=$!
-    (
-      if IFS= read -r request <&3 && [ "$request" = keep ]; then :; else : >"$dir/.remove"; fi
-      kill -INT "$pg" 2>/dev/null
-    ) &
+    ( read -r _ <&3; kill -INT "$pg" 2>/dev/null ) &
     reader=$!
     exec 3<&-
     wait "$pg"
     status=$?
     kill "$reader" 2>/dev/null
-    if [ -e "$dir/.remove" ]; then rm -rf "$dir"; fi
     exit "$status"
     """#
+
+    /// The janitor (see the type's comment): $1 is the base directory. postgres removes
+    /// postmaster.pid when it has shut down; a crashed one leaves it, hence the bound.
+    static let janitorScript = #"""
+    dir=$1
+    read -r _
+    i=0
+    while [ -e "$dir/data/postmaster.pid" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    rm -rf "$dir"
+    """#
+
+    /// Starts `/bin/sh -c script name arguments…` in its own process group with stdin
+    /// the read end of a new pipe; returns the child and the write end (close-on-exec,
+    /// so no other child inherits it and only this process keeps it open).
+    private static func spawnWithLifeline(script: String, name: String, arguments: [String], workingDirectory: String) throws -> (ChildProcess, Int32) {
+        var fds: [Int32] = [-1, -1]
+        let rc = fds.withUnsafeMutableBufferPointer { cs_pipe($0.baseAddress!) }
+        guard rc == 0 else { throw StackError.systemCall("pipe", errno: -rc) }
+        defer { close(fds[0]) }
+        do {
+            let child = try Command(
+                "/bin/sh", arguments: ["-c", script, name] + arguments,
+                environment: ["PATH": Command.defaultSearchPath, "LC_ALL": "C"],
+                workingDirectory: workingDirectory, processGroup: .new,
+                standardInput: .fileDescriptor(fds[0]), standardOutput: .discard, standardError: .discard
+            ).spawn()
+            return (child, fds[1])
+        } catch {
+            close(fds[1])
+            throw error
+        }
+    }
+
+    private func startJanitor() throws {
+        let (child, lifeline) = try PostgresServer.spawnWithLifeline(
+            script: PostgresServer.janitorScript, name: "postgres-janitor", arguments: [baseDirectory], workingDirectory: "/")
+        janitor = child
+        janitorLifeline = lifeline
+    }
 
     private func postgresCommand() -> [String] {
         var command = ["setpriv"]
@@ -240,8 +276,8 @@ public actor PostgresServer {
         while true {
             if let status = try child.exitStatusIfEnded() {
                 keeper = nil
-                close(lifeline)
-                lifeline = -1
+                close(keeperLifeline)
+                keeperLifeline = -1
                 throw StackError(.systemCall, "postgres in \(dataDirectory) exited (\(status)) before it was ready: \(logTail())")
             }
             // Line 8 of postmaster.pid is the postmaster's state; pg_ctl waits for "ready".
@@ -257,34 +293,39 @@ public actor PostgresServer {
         }
     }
 
-    /// Closes the lifeline (asking the keeper to keep or delete the directory) and waits
-    /// up to 30 s for postgres and its keeper to exit, then kills the keeper's group.
-    private func shutDown(keepData: Bool) async {
+    /// Closes the keeper's lifeline and waits up to 30 s for postgres and the keeper to
+    /// exit, then kills them so nothing outlives the test.
+    private func shutDown() async {
         guard let child = keeper else { return }
         keeper = nil
-        if keepData {
-            var request = Array("keep\n".utf8)
-            _ = request.withUnsafeMutableBytes { write(lifeline, $0.baseAddress, $0.count) }
+        close(keeperLifeline)
+        keeperLifeline = -1
+        if await !PostgresServer.wait(for: child, upTo: .seconds(30)) {
+            if let pid = try? postmasterPID() { kill(pid, SIGKILL) }
+            child.sendToGroup(SIGKILL)
+            await PostgresServer.wait(for: child, upTo: .seconds(30))
         }
-        close(lifeline)
-        lifeline = -1
-        let exited: Bool = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await child.waitForExit()) != nil }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(30))
-                return false
-            }
-            let first = await group.next() ?? false
-            if !first {
-                // Postgres did not stop: kill it (and the keeper) so nothing outlives the test.
-                if let pid = try? postmasterPID() { kill(pid, SIGKILL) }
-                child.sendToGroup(SIGKILL)
-                _ = await group.next()
-            }
-            group.cancelAll()
-            return first
+    }
+
+    /// Waits for `child` to exit (pidfd + poll, so the wait itself has a deadline) and
+    /// reaps it; `false` when it did not exit within `limit`.
+    @discardableResult
+    private static func wait(for child: ChildProcess, upTo limit: Duration) async -> Bool {
+        let pid = child.pid
+        let (seconds, attoseconds) = limit.components
+        let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        return await BlockingCall.run {
+            let descriptor = cs_pidfd_open(pid)
+            guard descriptor >= 0 else { return false }
+            defer { close(descriptor) }
+            var event = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            var rc: Int32
+            repeat { rc = poll(&event, 1, milliseconds) } while rc < 0 && errno == EINTR
+            guard rc > 0 else { return false }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return true
         }
-        _ = exited
     }
 
     private func postmasterPID() throws -> pid_t? {
