@@ -246,3 +246,46 @@ extension Result {
         return nil
     }
 }
+
+/// Holds a connection in actor state, where reentrancy could start a second statement
+/// while the first awaits its result.
+private actor ConnectionOwner {
+    private var connection: PostgresConnection?
+
+    func open(_ connectionString: String) async throws {
+        connection = try await PostgresConnection.connect(
+            to: PostgresConnectionString(connectionString), options: PostgresConnectOptions(deadline: .seconds(10)), logger: quietLogger)
+    }
+
+    func sleep() async throws {
+        _ = try await connection!.query("SELECT pg_sleep(1)")
+    }
+
+    func quick() async throws(PostgresError) -> String? {
+        try await connection!.query("SELECT 1").rows.first?[0]
+    }
+}
+
+@Suite("PostgresConnection reentrancy")
+struct PostgresConnectionReentrancyTests {
+    /// Actor reentrancy must not put two statements on one libpq connection at once.
+    @Test func secondStatementWhileOneRunsIsRefused() async throws {
+        let database = try await PostgresServer.testDatabase()
+        let owner = ConnectionOwner()
+        try await owner.open(database.connectionString)
+        async let first: Void = owner.sleep()
+        // Wait until the first statement is observably running on the server.
+        var pause: Duration = .milliseconds(10)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await database.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1)' AND state = 'active'") != "1" {
+            #expect(ContinuousClock.now < deadline)
+            if ContinuousClock.now >= deadline { break }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+        let error = await #expect(throws: PostgresError.self) { _ = try await owner.quick() }
+        #expect(error?.code == .connectionBusy)
+        try await first
+        #expect(try await owner.quick() == "1")
+    }
+}
