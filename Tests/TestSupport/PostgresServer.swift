@@ -131,6 +131,9 @@ public actor PostgresServer {
     public func start() async throws {
         precondition(!removed, "PostgresServer.start after remove")
         guard keeper == nil else { return }
+        // A postgres killed by the last-resort SIGKILL leaves its pid file saying "ready";
+        // none of ours runs now, so it is stale and must not pass for the new server's.
+        unlink(Path.join(dataDirectory, "postmaster.pid"))
         let (child, lifeline) = try PostgresServer.spawnWithLifeline(
             script: PostgresServer.keeperScript, name: "postgres-keeper", arguments: [logFile] + postgresCommand(),
             workingDirectory: baseDirectory)
