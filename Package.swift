@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "StackRewrite", dependencies: ["StackCore", "CSystem"]),
 
         // MARK: container side
-        .target(name: "StackPostgres", dependencies: ["StackCore", "CLibPQ", log]),
+        .target(name: "StackPostgres", dependencies: ["StackCore", "StackProcess", "CLibPQ", log]),
         .target(name: "Supervisord", dependencies: ["StackCore", log]),
         .target(name: "StackEntrypoint", dependencies: ["StackCore", "StackProcess", "StackRewrite", "StackPostgres", log]),
         .target(name: "SecretRotation", dependencies: ["StackCore", "StackRewrite", "StackPostgres", "Supervisord", log]),
@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),
         .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport"]),
         .testTarget(name: "StackRewriteTests", dependencies: ["StackRewrite", "TestSupport"]),
-        .testTarget(name: "StackPostgresTests", dependencies: ["StackPostgres", "TestSupport"]),
+        .testTarget(name: "StackPostgresTests", dependencies: ["StackPostgres", "TestSupport", log]),
         .testTarget(name: "SupervisordTests", dependencies: ["Supervisord", "TestSupport"]),
         .testTarget(name: "StackEntrypointTests", dependencies: ["StackEntrypoint", "StackPostgres", "TestSupport", "stack-entrypoint"]),
         .testTarget(name: "SecretRotationTests", dependencies: ["SecretRotation", "Supervisord", "StackPostgres", "TestSupport", "rotate-secrets", "trigger-fast-rotate", "stack-entrypoint"]),
