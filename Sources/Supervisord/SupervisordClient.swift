@@ -104,6 +104,7 @@ public struct SupervisordClient: Sendable {
         let deadline = ContinuousClock.now + timeout
         var unique: [String] = []
         for name in names where !unique.contains(name) { unique.append(name) }
+        if unique.isEmpty { return [] }
 
         var before: [String: SupervisedProcess] = [:]
         for name in unique { before[name] = try await processInfo(name, deadline: deadline) }
