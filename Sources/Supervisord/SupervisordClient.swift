@@ -139,22 +139,28 @@ public struct SupervisordClient: Sendable {
     /// each process that is not running, its state and supervisord's reason.
     public func waitUntilRunning(_ names: [String], deadline: ContinuousClock.Instant) async throws -> [SupervisedProcess] {
         var delay = Duration.milliseconds(10)
+        var lastSeen: [SupervisedProcess] = []
+        func timedOut(_ detail: String? = nil) -> SupervisordError {
+            let waiting = lastSeen.filter { $0.state != .running }
+            let states = waiting.isEmpty
+                ? names.joined(separator: ", ") + " (state unknown: \(detail ?? "no answer"))"
+                : waiting.map { "\($0.qualifiedName) is \($0.state) (\(Self.reason($0)))" }.joined(separator: "; ")
+            return SupervisordError(.timedOut, "not RUNNING before the deadline: \(states)")
+        }
         while true {
             var current: [SupervisedProcess] = []
             do {
                 for name in names { current.append(try await processInfo(name, deadline: deadline)) }
             } catch let error as SupervisordError where error.code == .timedOut && ContinuousClock.now >= deadline {
-                throw SupervisordError(.timedOut, "\(names.joined(separator: ", ")) not confirmed RUNNING before the deadline: \(error.message)")
+                throw timedOut(error.message)
             }
+            lastSeen = current
             let waiting = current.filter { $0.state != .running }
             if waiting.isEmpty { return current }
             if let fatal = waiting.first(where: { $0.state == .fatal }) {
                 throw SupervisordError(.programFailed, "\(fatal.qualifiedName) is FATAL: supervisord gave up starting it (\(Self.reason(fatal))); see \(fatal.standardErrorLogfile.isEmpty ? "its log" : fatal.standardErrorLogfile)")
             }
-            guard ContinuousClock.now + delay < deadline else {
-                let states = waiting.map { "\($0.qualifiedName) is \($0.state) (\(Self.reason($0)))" }
-                throw SupervisordError(.timedOut, "not RUNNING before the deadline: \(states.joined(separator: "; "))")
-            }
+            guard ContinuousClock.now + delay < deadline else { throw timedOut() }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .milliseconds(250))
         }

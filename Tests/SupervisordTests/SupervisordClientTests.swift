@@ -52,10 +52,11 @@ import Glibc
     }
 
     /// The counterpart that shows why the group settings matter (§5.2): without
-    /// stopasgroup a restart leaves the old background child running.
+    /// stopasgroup a restart leaves the old background child running. (The test
+    /// server's teardown still kills it: no process it started outlives it.)
     @Test func withoutGroupStopTheOldBackgroundChildSurvivesRestart() async throws {
         let program = SupervisordProgram(name: "leaky", script: Self.spawnsBackgroundChild, stopWaitSeconds: 3)
-        try await SupervisordServer.with(programs: [program]) { server in
+        let started = try await SupervisordServer.with(programs: [program]) { server in
             let client = SupervisordClient(socketPath: server.socketPath, callTimeout: .seconds(10))
             let before = try #require(try await client.waitUntilRunning(["leaky"], timeout: .seconds(10)).first?.pid)
             let oldChild = try await childPID(of: before, program: "leaky", in: server.directory)
@@ -63,8 +64,26 @@ import Glibc
             _ = try await client.restart(["leaky"], timeout: .seconds(15))
 
             #expect(isAlive(oldChild))
+            let after = try #require(try await client.processInfo("leaky").pid)
+            _ = try await childPID(of: after, program: "leaky", in: server.directory)
+            let started = server.markedProcesses()
+            #expect(started.contains(oldChild))
+            return started
         }
-        // The server's teardown swept it.
+        #expect(started.count >= 4)  // supervisord, the orphan, the new program and its child
+        for pid in started { #expect(!isAlive(pid), "process \(pid) outlived the test supervisord") }
+    }
+
+    /// The test server passes a program's environment through.
+    @Test func programEnvironmentReachesTheProgram() async throws {
+        let program = SupervisordProgram(name: "env", script: "printf '%s' \"$GREETING\" > \"$PWD/greeting\"\nexec sleep 1000",
+                                         environment: ["GREETING": "hello, 100% world"])
+        try await SupervisordServer.with(programs: [program]) { server in
+            _ = try await SupervisordClient(socketPath: server.socketPath).waitUntilRunning(["env"], timeout: .seconds(10))
+            let path = Path.join(server.directory, "greeting")
+            #expect(await eventually { POSIX.exists(path) })
+            #expect(String(decoding: try POSIX.readFile(path), as: UTF8.self) == "hello, 100% world")
+        }
     }
 
     /// Unknown names fail with supervisord's BAD_NAME fault before anything is stopped.
@@ -108,7 +127,7 @@ import Glibc
             }
             let elapsed = ContinuousClock.now - started
             #expect(error?.code == .timedOut)
-            #expect(error?.message.contains("flaky:flaky is") == true)
+            #expect(error?.message.contains("flaky:flaky is") == true, "\(String(describing: error))")
             #expect(error.map { $0.message.contains("BACKOFF") || $0.message.contains("STARTING") } == true, "\(String(describing: error))")
             #expect(elapsed >= .milliseconds(1200) && elapsed < .seconds(5))
         }
