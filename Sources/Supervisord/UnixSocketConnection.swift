@@ -6,7 +6,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A connected, non-blocking AF_UNIX stream socket whose every operation waits with
+/// A non-blocking AF_UNIX stream socket whose every operation waits with
 /// `poll` up to a deadline. Meant to be driven from one blocking thread; `cancel()` may
 /// be called from any thread and wakes that thread (shutdown makes poll return).
 final class UnixSocketConnection: Sendable {

@@ -74,7 +74,7 @@ import Glibc
             let error = await #expect(throws: SupervisordError.self) { try await client.stopProcess("stack-app") }
             #expect(error?.code == .timedOut)
             #expect(error?.message.contains("supervisor.stopProcess(\"stack-app\", true)") == true)
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - started < .seconds(10))  // not the 30 s default, not forever
         }
     }
 
@@ -87,7 +87,7 @@ import Glibc
             let started = ContinuousClock.now
             call.cancel()
             let result = await call.result
-            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(ContinuousClock.now - started < .seconds(10))  // well before the 60 s call timeout
             #expect(throws: CancellationError.self) { try result.get() }
         }
     }
