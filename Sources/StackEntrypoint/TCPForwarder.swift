@@ -558,7 +558,7 @@ private struct Direction {
 // MARK: - addresses and threads
 
 /// A resolved socket address (IPv4 or IPv6).
-struct SocketAddress: Sendable {
+private struct SocketAddress: Sendable {
     var storage: sockaddr_storage
     var length: socklen_t
 

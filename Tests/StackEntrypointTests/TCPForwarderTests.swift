@@ -228,7 +228,7 @@ import Glibc
 // MARK: - helpers
 
 /// Runs a forwarder 127.0.0.1:0 → `upstreamHost:upstreamPort` around `body`, cancelling it afterwards.
-func withForwarder(upstreamHost: String = "127.0.0.1", upstreamPort: UInt16, _ body: (TCPForwarder) async throws -> Void) async throws {
+private func withForwarder(upstreamHost: String = "127.0.0.1", upstreamPort: UInt16, _ body: (TCPForwarder) async throws -> Void) async throws {
     let forwarder = try TCPForwarder(configuration: .init(listenHost: "127.0.0.1", listenPort: 0, upstreamHost: upstreamHost,
                                                           upstreamPort: upstreamPort, connectTimeout: .seconds(5)))
     let running = Task { try await forwarder.run() }
@@ -244,7 +244,7 @@ func withForwarder(upstreamHost: String = "127.0.0.1", upstreamPort: UInt16, _ b
 }
 
 /// Deterministic bytes (SplitMix64).
-func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
+private func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
     var state = seed
     var bytes = [UInt8](repeating: 0, count: count)
     bytes.withUnsafeMutableBytes { raw in
@@ -266,7 +266,7 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
 }
 
 /// A blocking loopback server: one thread accepts, one thread per connection runs `handler`.
-final class UpstreamServer: Sendable {
+private final class UpstreamServer: Sendable {
     let port: UInt16
     private let listener: Int32
     private final class Counter: Sendable {
@@ -317,7 +317,7 @@ final class UpstreamServer: Sendable {
 }
 
 /// A pipe a thread can block on until the test opens it.
-final class GatePipe: Sendable {
+private final class GatePipe: Sendable {
     private let readEnd: Int32
     private let writeEnd: Int32
 
@@ -344,7 +344,7 @@ final class GatePipe: Sendable {
     }
 }
 
-enum TestSocket {
+private enum TestSocket {
     /// A TCP socket bound to 127.0.0.1 on an ephemeral port (not listening).
     static func bindLoopback() throws -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
