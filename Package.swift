@@ -31,7 +31,7 @@ let package = Package(
 
         // MARK: container side
         .target(name: "StackPostgres", dependencies: ["StackCore", "StackProcess", "CLibPQ", log]),
-        .target(name: "Supervisord", dependencies: ["StackCore", log]),
+        .target(name: "Supervisord", dependencies: ["StackCore", "StackProcess", log]),
         .target(name: "StackEntrypoint", dependencies: ["StackCore", "StackProcess", "StackRewrite", "StackPostgres", log]),
         .target(name: "SecretRotation", dependencies: ["StackCore", "StackRewrite", "StackPostgres", "Supervisord", log]),
 

@@ -1,1 +1,0 @@
-// The Supervisord module; see README.md (Architecture).
