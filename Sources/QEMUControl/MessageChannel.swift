@@ -166,6 +166,9 @@ final class MessageChannel<Message: Sendable>: Sendable {
 
     var closedError: QEMUControlError? { state.withLock { $0.closedError } }
 
+    /// Slots still waiting for a message (tests use it to know calls are in flight).
+    var waitingCount: Int { state.withLock { s in s.slots.count { $0.result == nil } } }
+
     // MARK: sending
 
     /// Queues `bytes` (one or more complete messages) for sending, with `descriptors`

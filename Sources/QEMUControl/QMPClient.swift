@@ -102,6 +102,9 @@ public final class QMPClient: Sendable {
         channel.close()
     }
 
+    /// Calls and event waits not yet answered.
+    var waitingCount: Int { channel.waitingCount }
+
     /// Why the connection ended, once it has.
     public var closedError: QEMUControlError? { channel.closedError }
 
