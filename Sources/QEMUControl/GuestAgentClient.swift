@@ -110,8 +110,7 @@ public final class GuestAgentClient: Sendable {
             let accepted = sent
             let attemptDeadline = min(.now + attemptTimeout, deadline)
             let slot = try channel.register(purpose: "guest-sync-delimited reply", deadline: attemptDeadline) { message in
-                guard case .reply(_, let followsDelimiter, let value?) = message else { return false }
-                return followsDelimiter && accepted.contains(value)
+                GuestAgentClient.isSyncReply(message, toAnyOf: accepted)
             }
             do {
                 struct Arguments: Encodable, Sendable { let id: Int64 }
@@ -137,6 +136,16 @@ public final class GuestAgentClient: Sendable {
             }
         }
     }
+
+    /// The answer to one of our sync requests: right after the agent's 0xFF marker, with
+    /// no `id`, returning one of the random ids we sent.
+    static func isSyncReply(_ message: GuestAgentMessage, toAnyOf ids: [Int64]) -> Bool {
+        guard case .reply(_, let followsDelimiter, let value?) = message else { return false }
+        return followsDelimiter && ids.contains(value)
+    }
+
+    /// Messages skipped as stale since the connection opened.
+    var skippedCount: Int { channel.unclaimedCount }
 
     // MARK: commands
 
@@ -251,6 +260,8 @@ public final class GuestAgentClient: Sendable {
         return try await execute("guest-exec", arguments: request, returning: Started.self, deadline: deadline).pid
     }
 
+    /// One status report. The agent forgets a process once it has reported it exited,
+    /// so a status call that timed out may have consumed the exit status for good.
     public func execStatus(pid: Int64, deadline: ContinuousClock.Instant? = nil) async throws -> GuestExecStatus {
         struct Arguments: Encodable, Sendable { let pid: Int64 }
         return try await execute("guest-exec-status", arguments: Arguments(pid: pid), returning: GuestExecStatus.self, deadline: deadline)

@@ -58,6 +58,8 @@ final class MessageChannel<Message: Sendable>: Sendable {
         var slots: [Slot] = []
         var nextSlotID: UInt64 = 1
         var backlog: [Message] = []
+        /// Messages no slot took (kept or dropped).
+        var unclaimedCount = 0
         var outgoing: [Outgoing] = []
         var closedError: QEMUControlError?
         var closeRequested = false
@@ -165,6 +167,8 @@ final class MessageChannel<Message: Sendable>: Sendable {
     var cursor: UInt64 { framedCount.load(ordering: .acquiring) }
 
     var closedError: QEMUControlError? { state.withLock { $0.closedError } }
+
+    var unclaimedCount: Int { state.withLock { $0.unclaimedCount } }
 
     /// Slots still waiting for a message (tests use it to know calls are in flight).
     var waitingCount: Int { state.withLock { s in s.slots.count { $0.result == nil } } }
@@ -385,7 +389,9 @@ final class MessageChannel<Message: Sendable>: Sendable {
                 } else {
                     s.slots[index].result = .success(message)
                 }
-            } else if retainUnclaimed(message) {
+            } else {
+                s.unclaimedCount += 1
+                guard retainUnclaimed(message) else { continue }
                 s.backlog.append(message)
                 if s.backlog.count > configuration.backlogLimit {
                     s.backlog.removeFirst(s.backlog.count - configuration.backlogLimit)
