@@ -71,7 +71,8 @@ public final class GuestAgentClient: Sendable {
             decode: GuestAgentMessage.makeDecoder(),
             retainUnclaimed: { message in
                 // Stale output (earlier clients, abandoned calls, the stray-byte parse error).
-                logger.debug("\(label): skipping \(ProtocolReply.excerpt(message.reply.line, limit: 120))")
+                let reply = message.reply
+                logger.debug("\(label): skipping \(reply.error.map { "error \($0.class): \($0.desc)" } ?? ProtocolReply.excerpt(reply.value ?? .null, limit: 120))")
                 return false
             })
         return GuestAgentClient(path: path, configuration: configuration, channel: channel)

@@ -20,13 +20,13 @@ enum GuestAgentMessage: Sendable {
                     defer { flag = false }
                     return flag
                 }
-                guard let envelope = MessageEnvelope.decode(line), envelope.hasReturn || envelope.error != nil else {
+                guard case .object(let members)? = try? JSONParser.parse(line),
+                      let reply = ProtocolReply(members: members) else {
                     return nil
                 }
-                let reply = ProtocolReply(id: envelope.id, error: envelope.error, line: line)
                 var syncValue: Int64?
-                if envelope.id == nil && envelope.error == nil {
-                    syncValue = try? reply.decodeReturn(Int64.self, command: "guest-sync-delimited", peer: "")
+                if reply.id == nil, reply.error == nil, case .int(let value)? = reply.value {
+                    syncValue = value
                 }
                 return .reply(reply, followsDelimiter: follows, syncValue: syncValue)
             }

@@ -68,14 +68,17 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Converts any `Encodable` into a `JSONValue` (through its JSON encoding).
     public init(encoding value: some Encodable) throws {
-        let bytes = try JSONCoding.encoder().encode(value)
-        self = try JSONCoding.decoder().decode(JSONValue.self, from: bytes)
+        self = try JSONParser.parse(Array(try JSONCoding.encoder().encode(value)))
     }
 
-    /// Decodes this value as `T` (through its JSON encoding), e.g. an event's `data`.
+    /// Parses JSON text (strict RFC 8259).
+    public init(parsing bytes: [UInt8]) throws {
+        self = try JSONParser.parse(bytes)
+    }
+
+    /// Decodes this value as `T`, e.g. an event's `data` into a struct.
     public func decode<T: Decodable>(as type: T.Type) throws -> T {
-        let bytes = try JSONCoding.encoder().encode(self)
-        return try JSONCoding.decoder().decode(T.self, from: bytes)
+        try JSONValueDecoder.decode(T.self, from: self)
     }
 }
 
@@ -174,14 +177,12 @@ struct AnyKey: CodingKey {
     init?(intValue: Int) { return nil }
 }
 
-/// The one place encoders and decoders are configured: compact output, sorted keys
-/// (byte-stable requests), `/` not escaped.
+/// The one place the encoder is configured: compact output, sorted keys (byte-stable
+/// requests), `/` not escaped. (Incoming messages go through `JSONParser`.)
 enum JSONCoding {
     static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
-
-    static func decoder() -> JSONDecoder { JSONDecoder() }
 }

@@ -35,15 +35,15 @@ enum QMPMessage: Sendable {
 
     /// Classifies one line; nil for something that is not QMP (logged by the caller).
     static func decode(_ line: [UInt8], sequence: UInt64) -> QMPMessage? {
-        guard let envelope = MessageEnvelope.decode(line) else { return nil }
-        if let greeting = envelope.QMP { return .greeting(greeting) }
-        if let name = envelope.event {
-            return .event(QMPEvent(name: name, data: envelope.data ?? .null, timestamp: envelope.timestamp, sequence: sequence))
+        guard case .object(let members)? = try? JSONParser.parse(line) else { return nil }
+        if let banner = members["QMP"] {
+            return (try? JSONValueDecoder.decode(QMPGreeting.self, from: banner)).map(QMPMessage.greeting)
         }
-        if envelope.hasReturn || envelope.error != nil {
-            return .reply(ProtocolReply(id: envelope.id, error: envelope.error, line: line))
+        if case .string(let name)? = members["event"] {
+            let timestamp = members["timestamp"].flatMap { try? JSONValueDecoder.decode(QMPEvent.Timestamp.self, from: $0) }
+            return .event(QMPEvent(name: name, data: members["data"] ?? .null, timestamp: timestamp, sequence: sequence))
         }
-        return nil
+        return ProtocolReply(members: members).map(QMPMessage.reply)
     }
 
     var event: QMPEvent? {

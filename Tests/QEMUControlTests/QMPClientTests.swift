@@ -124,6 +124,25 @@ import Glibc
         }
     }
 
+    /// Cancelling a waiting call ends it at once with CancellationError; its late reply
+    /// is dropped and the connection stays usable.
+    @Test func cancelledCallEndsPromptlyAndConnectionStaysUsable() async throws {
+        try await QEMUProcess.with { qemu in
+            let qmp = try await QMPClient.connect(path: qemu.monitorPath)
+            defer { qmp.close() }
+            qemu.send(SIGSTOP)
+            let call = Task { try await qmp.queryStatus(deadline: .now + .seconds(30)) }
+            while qmp.waitingCount == 0 { await Task.yield() }
+            let started = ContinuousClock.now
+            call.cancel()
+            await #expect(throws: CancellationError.self) { try await call.value }
+            #expect(started.duration(to: .now) < .seconds(2))
+            #expect(qmp.waitingCount == 0)
+            qemu.send(SIGCONT)
+            #expect(try await qmp.queryMigrateCapabilities().isEmpty == false)
+        }
+    }
+
     /// When QEMU goes away, every pending call and event wait fails at once.
     @Test func socketClosingFailsAllPendingCalls() async throws {
         try await QEMUProcess.with { qemu in
