@@ -144,11 +144,16 @@ final class MessageChannel<Message: Sendable>: Sendable {
         }
     }
 
-    /// Drops a slot (after a failed send, or on cancellation).
+    /// Drops a slot (after a failed send, or on cancellation). A message it had already
+    /// taken goes back to the backlog if the protocol keeps such messages (an event).
     func abandon(_ id: UInt64) {
         let continuation = state.withLock { s -> CheckedContinuation<Message, any Error>? in
             guard let index = s.slots.firstIndex(where: { $0.id == id }) else { return nil }
-            return s.slots.remove(at: index).continuation
+            let slot = s.slots.remove(at: index)
+            if case .success(let message)? = slot.result, retainUnclaimed(message) {
+                s.backlog.insert(message, at: 0)
+            }
+            return slot.continuation
         }
         continuation?.resume(throwing: CancellationError())
     }

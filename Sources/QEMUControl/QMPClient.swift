@@ -69,7 +69,10 @@ public final class QMPClient: Sendable {
                 }
             })
         do {
-            let slot = try channel.register(purpose: "greeting", deadline: deadline, searchBacklog: true) {
+            // QEMU serves one QMP client per monitor: a second one is accepted by the
+            // kernel but greeted only when the first leaves.
+            let slot = try channel.register(purpose: "greeting (is another client connected to this monitor?)",
+                                            deadline: deadline, searchBacklog: true) {
                 if case .greeting = $0 { return true }
                 return false
             }
@@ -179,7 +182,8 @@ public final class QMPClient: Sendable {
 
     /// Waits for the first event `predicate` accepts — a buffered one first, else the
     /// next to arrive (no polling) — and consumes it. With `after`, only events received
-    /// after that cursor qualify.
+    /// after that cursor qualify. `predicate` runs on the connection's I/O thread while
+    /// it holds its lock: keep it a pure test of the event (no calls on this client).
     public func waitForEvent(after cursor: UInt64? = nil, deadline: ContinuousClock.Instant? = nil,
                              description: String = "matching event",
                              where predicate: @escaping @Sendable (QMPEvent) -> Bool) async throws -> QMPEvent {

@@ -61,7 +61,7 @@ import Glibc
             defer { qmp.close() }
             let cursor = qmp.eventCursor
             async let stopped = qmp.waitForEvent("STOP", after: cursor, deadline: .now + .seconds(10))
-            while qmp.waitingCount == 0 { await Task.yield() }
+            try await eventually { qmp.waitingCount > 0 }
             try await qmp.stop()
             #expect(try await stopped.name == "STOP")
             #expect(try await qmp.queryStatus() == VMStatus(status: .paused, running: false))
@@ -132,7 +132,7 @@ import Glibc
             defer { qmp.close() }
             qemu.send(SIGSTOP)
             let call = Task { try await qmp.queryStatus(deadline: .now + .seconds(30)) }
-            while qmp.waitingCount == 0 { await Task.yield() }
+            try await eventually { qmp.waitingCount > 0 }
             let started = ContinuousClock.now
             call.cancel()
             await #expect(throws: CancellationError.self) { try await call.value }
@@ -169,7 +169,7 @@ import Glibc
                         return error.code
                     }
                 }
-                while qmp.waitingCount < 6 { await Task.yield() }
+                try await eventually { qmp.waitingCount == 6 }
                 qemu.send(SIGKILL)
                 var codes: [QEMUControlError.Code?] = []
                 for try await code in group { codes.append(code) }
@@ -214,5 +214,19 @@ import Glibc
             #expect(names.contains("query-status"))
             #expect(names.count > 500)
         }
+    }
+}
+
+/// Waits (polling an in-process counter from 1 ms, doubling to 10 ms) until `condition`
+/// holds; fails the test after `timeout` instead of hanging.
+func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    var delay = Duration.milliseconds(1)
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            throw QEMUControlError(.timedOut, "condition not reached within \(timeout)")
+        }
+        try await Task.sleep(for: delay)
+        delay = min(delay * 2, .milliseconds(10))
     }
 }
