@@ -4,15 +4,16 @@
 #
 #   Benchmarks/qmp-roundtrip.sh [COUNT] [ROUNDS]
 #
-# 1. Median latency of COUNT sequential `query-status` round trips on one connection
-#    to a `qemu-system-x86_64 -machine none`, Swift QMPClient vs Python, alternating
-#    3 times on the same QEMU; prints medians and the ratio swift/python (< 1: faster).
+# 1. Latency of COUNT sequential `query-status` round trips on one connection to a
+#    `qemu-system-x86_64 -machine none`, Swift QMPClient vs Python, alternating 7 times
+#    on the same QEMU (a shared 2-core machine is noisy); prints the median of the
+#    per-run medians and the ratio swift/python (< 1: faster).
 # 2. Capture -> resume round trip of a `-machine none` QEMU through fd: migration
 #    (getfd + migrate, then getfd + migrate-incoming into a `-S -incoming defer` QEMU,
 #    completion from MIGRATION events, cont, query-status running): ROUNDS fresh QEMU
 #    pairs per driver; QEMU launch time excluded; prints medians and the ratio.
 set -euo pipefail
-count=${1:-2000}
+count=${1:-1000}
 rounds=${2:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -51,7 +52,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 # 1. latency
 start_qemu "$work/lat.sock"
 : >"$work/py.lat"; : >"$work/sw.lat"
-for _ in 1 2 3; do
+for _ in 1 2 3 4 5 6 7; do
     python3 "$baseline" latency "$work/lat.sock" "$count" >>"$work/py.lat"
     "$bin" latency "$work/lat.sock" "$count" >>"$work/sw.lat"
 done
@@ -60,7 +61,7 @@ py_med=$(cut -d' ' -f1 "$work/py.lat" | median)
 sw_med=$(cut -d' ' -f1 "$work/sw.lat" | median)
 py_p90=$(cut -d' ' -f2 "$work/py.lat" | median)
 sw_p90=$(cut -d' ' -f2 "$work/sw.lat" | median)
-printf 'query-status round trip (%d calls x 3): swift median %.1f us (p90 %.1f), python baseline median %.1f us (p90 %.1f), ratio swift/python %.2f\n' \
+printf 'query-status round trip (%d calls x 7 runs): swift median %.1f us (p90 %.1f), python baseline median %.1f us (p90 %.1f), ratio swift/python %.2f\n' \
     "$count" "$sw_med" "$sw_p90" "$py_med" "$py_p90" "$(awk -v a="$sw_med" -v b="$py_med" 'BEGIN {print a/b}')"
 
 # 2. capture -> resume round trip
