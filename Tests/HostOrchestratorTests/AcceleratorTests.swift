@@ -68,7 +68,7 @@ import Testing
 
     /// tcg always runs the payload: proves the firmware itself is right.
     @Test func tcgRunsTheProbeGuestToCompletion() async throws {
-        let scratch = try TemporaryDirectory(prefix: "hp-probe")
+        let scratch = try TestDirectory(prefix: "hp-probe")
         defer { scratch.remove() }
         let probe = AcceleratorProbe(qemu: qemu, architecture: .amd64, scratchDirectory: scratch.path, deadline: .seconds(20))
         let verdict = await probe.probe(.tcg, qemuVersion: "test", kernelRelease: "test")
@@ -81,13 +81,14 @@ import Testing
     /// must say so within its deadline instead of hanging. Where KVM works, it must
     /// say usable. Either way it answers in bounded time.
     @Test func kvmProbeAnswersWithinItsDeadline() async throws {
-        let scratch = try TemporaryDirectory(prefix: "hp-probe")
+        let scratch = try TestDirectory(prefix: "hp-probe")
         defer { scratch.remove() }
         let probe = AcceleratorProbe(qemu: qemu, architecture: .amd64, scratchDirectory: scratch.path, deadline: .milliseconds(1500))
         let started = ContinuousClock.now
         let verdict = await probe.probe(.kvm, qemuVersion: "test", kernelRelease: "test")
         let elapsed = ContinuousClock.now - started
         #expect(elapsed < .seconds(5), "took \(elapsed)")
+        #expect(processes(mentioning: scratch.path).isEmpty, "no probe QEMU (or watchdog) may outlive the probe")
         let kvmModules = (try? FileSystem.contents(of: "/sys/module")) ?? []
         if kvmModules.contains("kvm_pvm") {
             #expect(!verdict.usable, "PVM nested KVM cannot run a stock kernel: \(verdict.detail)")
@@ -107,7 +108,7 @@ import Testing
     }
 
     @Test func verdictsAreCachedPerQEMUVersionAndKernel() async throws {
-        let dir = try TemporaryDirectory(prefix: "hp-cache")
+        let dir = try TestDirectory(prefix: "hp-cache")
         defer { dir.remove() }
         let cache = AcceleratorVerdictCache(path: dir.file("run/verdicts.json"))
         #expect(cache.verdict(for: .kvm, qemuVersion: "7.2.22", kernelRelease: "6.1") == nil)
@@ -126,6 +127,14 @@ import Testing
         // Garbage in the cache file is ignored, not fatal.
         try AtomicFile(path: cache.path).write(Array("not json".utf8))
         #expect(cache.verdict(for: .kvm, qemuVersion: "7.2.22", kernelRelease: "6.2") == nil)
+    }
+}
+
+/// Pids whose command line mentions `text`.
+func processes(mentioning text: String) -> [String] {
+    ((try? FileSystem.contents(of: "/proc")) ?? []).filter { name in
+        guard name.allSatisfy(\.isNumber), let raw = try? POSIX.readFile("/proc/\(name)/cmdline", limit: 1 << 20) else { return false }
+        return String(decoding: raw.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text)
     }
 }
 
@@ -224,7 +233,7 @@ import Testing
             Issue.record("binutils (as, ld) are needed to check the firmware bytes")
             return
         }
-        let dir = try TemporaryDirectory(prefix: "hp-fw")
+        let dir = try TestDirectory(prefix: "hp-fw")
         defer { dir.remove() }
         try AtomicFile(path: dir.file("probe.S")).write(Array(Self.source.utf8))
         try await TestShell.run("cd '\(dir.path)' && as --64 -o probe.o probe.S && ld -m elf_x86_64 -Ttext=0 --oformat=binary -o probe.bin probe.o 2>/dev/null")

@@ -101,10 +101,10 @@ public struct EmulatorConfiguration: Sendable, Equatable {
         }
 
         coldBoot = MachineResources(
-            memoryMiB: try reader.integer(Variable.memory, default: MachineResources.default.memoryMiB, in: 256...1_048_576, unit: "MiB"),
+            memoryMiB: try reader.integer(Variable.memory, default: MachineResources.default.memoryMiB, in: 64...1_048_576, unit: "MiB"),
             cpus: try reader.integer(Variable.cpus, default: MachineResources.default.cpus, in: 1...255, unit: "vCPUs"))
         snapshot = MachineResources(
-            memoryMiB: try reader.integer(Variable.snapshotMemory, default: MachineResources.default.memoryMiB, in: 256...1_048_576, unit: "MiB"),
+            memoryMiB: try reader.integer(Variable.snapshotMemory, default: MachineResources.default.memoryMiB, in: 64...1_048_576, unit: "MiB"),
             cpus: try reader.integer(Variable.snapshotCPUs, default: MachineResources.default.cpus, in: 1...255, unit: "vCPUs"))
 
         let prefixVariable = reader.nonEmpty(Variable.portPrefix) != nil ? Variable.portPrefix : Variable.publicPortPrefix

@@ -82,7 +82,15 @@ public struct AcceleratorProbe: Sendable {
         let outcome: Result<CommandOutput, any Error>
         do {
             let path = try qemu.resolvedPath()
-            let command = Command(path, arguments: arguments, environment: qemu.environment, processGroup: .new)
+            var command = Command(path, arguments: arguments, environment: qemu.environment, processGroup: .new)
+            // A vCPU stuck in a broken KVM spins until killed. Our own deadline kills it,
+            // but if this process dies first nothing would: coreutils `timeout` is a
+            // watchdog that outlives us and kills QEMU a little after the deadline.
+            if let watchdog = try? Command.resolve("timeout", searchPath: qemu.searchPath) {
+                let seconds = deadline.components.seconds + 3
+                command = Command(watchdog, arguments: ["-s", "KILL", String(seconds), path] + arguments,
+                                  environment: qemu.environment, processGroup: .new)
+            }
             outcome = .success(try await command.run(timeout: deadline, outputLimit: 64 * 1024))
         } catch {
             outcome = .failure(error)

@@ -42,9 +42,11 @@ public enum QEMUFailure: Sendable, Equatable {
         }
     }
 
-    /// `tcp:127.0.0.1:26700-:8101` → 26700.
+    /// `…Could not set up host forwarding rule 'tcp:127.0.0.1:26700-:8101'` → 26700
+    /// (QEMU prefixes the message with the whole `-netdev` option, which names every port).
     static func hostPort(in line: String) -> UInt16? {
-        guard let start = line.firstRange(of: "127.0.0.1:")?.upperBound else { return nil }
+        guard let rule = line.firstRange(of: "Could not set up host forwarding rule")?.upperBound,
+              let start = line[rule...].firstRange(of: "127.0.0.1:")?.upperBound else { return nil }
         return UInt16(line[start...].prefix(while: { $0.isNumber }))
     }
 }

@@ -61,6 +61,8 @@ public struct SnapshotStore: Sendable {
             try FileSystem.setMode(capture.path(for: file), 0o444)
         }
         let bytes = try HostError.translating { try metadata.encoded() }
+        // What readers will see (ISO 8601 keeps whole seconds only).
+        let stored = try HostError.translating { try SnapshotMetadata.decode(bytes) }
         try HostError.translating { try AtomicFile(path: capture.path(for: SnapshotStore.metadataFile), mode: 0o444).write(bytes) }
         try HostError.translating { try AtomicFile.syncDirectory(capture.directory) }
 
@@ -72,7 +74,7 @@ public struct SnapshotStore: Sendable {
         if let previous, previous != capture.id {
             try? FileSystem.removeTree(Path.join(root, previous))
         }
-        return Snapshot(id: capture.id, directory: directory, metadata: metadata)
+        return Snapshot(id: capture.id, directory: directory, metadata: stored)
     }
 
     /// Removes an unfinished capture.

@@ -7,14 +7,14 @@ import Glibc
 
 /// Real HTTP servers (node) on ephemeral 127.0.0.1 ports, one per requested behaviour:
 /// `ok` (200), `error` (500), `hang` (accepts, never answers), `late:<ms>` (503 until
-/// <ms> after start, then 200). Killed by `stop()`.
+/// <ms> after its first request, then 200). Killed by `stop()`.
 final class NodeHTTPServers: Sendable {
     let ports: [UInt16]
     private let child: ChildProcess
 
     static let script = #"""
     const http = require('http');
-    const start = Date.now();
+    const firstRequest = {};
     const behaviours = process.argv.slice(1);
     const ports = new Array(behaviours.length);
     let listening = 0;
@@ -23,7 +23,8 @@ final class NodeHTTPServers: Sendable {
         if (behaviour === 'hang') return;
         if (behaviour === 'error') { res.writeHead(500); return res.end('no'); }
         if (behaviour.startsWith('late:')) {
-          const ready = Date.now() - start >= Number(behaviour.slice(5));
+          if (firstRequest[i] === undefined) firstRequest[i] = Date.now();
+          const ready = Date.now() - firstRequest[i] >= Number(behaviour.slice(5));
           res.writeHead(ready ? 200 : 503); return res.end(ready ? 'ok' : 'wait');
         }
         res.writeHead(200, {'Content-Type': 'text/plain'}); res.end('ok ' + req.url);
