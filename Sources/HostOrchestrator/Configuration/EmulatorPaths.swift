@@ -70,3 +70,24 @@ public struct EmulatorPaths: Sendable, Equatable {
     private func run(_ name: String) -> String { Path.join(runDirectory, name) }
     private func vm(_ name: String) -> String { Path.join(vmDirectory, name) }
 }
+
+extension EmulatorPaths {
+    /// What `stop` removes once QEMU is gone: pid file and sockets. The serial log and
+    /// QEMU's log stay, so a failed resume can still be diagnosed (§5.4 #16); overlay,
+    /// ISO and internal-pck stay too (§4.19-32).
+    public func removeRuntimeFiles() throws {
+        for path in [pidFile, monitorSocket, agentSocket] {
+            try FileSystem.removeFile(path)
+        }
+    }
+
+    /// `reset`: the whole RUN_DIR; IMAGE_DIR (base image, snapshots) is untouched (§4.19-33).
+    public func removeRunDirectory() throws {
+        try FileSystem.removeTree(runDirectory)
+    }
+
+    /// The last `count` lines of the serial console, for failure messages (§4.10: 40).
+    public func serialLogTail(lines count: Int = 40) -> [String] {
+        LogTail.lastLines(of: serialLog, count: count)
+    }
+}

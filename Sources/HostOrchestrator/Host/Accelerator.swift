@@ -65,7 +65,7 @@ public enum AcceleratorPolicy {
 
     /// True when `-accel help` output lists `name` on a line of its own.
     public static func acceleratorListed(_ name: String, inHelpOutput output: String) -> Bool {
-        output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).contains { $0.trimmingSpaces == name }
+        output.split(whereSeparator: \.isNewline).contains { $0.trimmingSpaces == name }
     }
 }
 

@@ -106,7 +106,7 @@ public struct AcceleratorProbe: Sendable {
         case .success(let output) where output.status == .exited(KVMProbeFirmware.wrongResultExitStatus):
             return verdict(false, "cmpxchg16b gave a wrong result under \(accelerator.rawValue) (\(reached))")
         case .success(let output):
-            let complaint = output.standardErrorText.split(separator: "\n").first.map { ": \($0)" } ?? ""
+            let complaint = output.standardErrorText.split(whereSeparator: \.isNewline).first.map { ": \($0)" } ?? ""
             return verdict(false, "probe guest ended with \(output.status) after \(reached)\(complaint)")
         case .failure(let error as ProcessError) where error.code == .timedOut:
             return verdict(false, "probe guest made no progress within \(Seconds.format(deadline)) (\(reached))")

@@ -39,7 +39,7 @@ public struct QEMUBinary: Sendable, Equatable {
     /// The accelerators `-accel help` lists (e.g. `["tcg", "kvm"]`).
     public func listedAccelerators(timeout: Duration = .seconds(10)) async throws -> [String] {
         let output = try await run(["-accel", "help"], timeout: timeout)
-        return output.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+        return output.split(whereSeparator: \.isNewline)
             .map { String($0.trimmingSpaces) }
             .filter { !$0.isEmpty && !$0.hasSuffix(":") }
     }

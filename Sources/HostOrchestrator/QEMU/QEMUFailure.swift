@@ -16,7 +16,7 @@ public enum QEMUFailure: Sendable, Equatable {
 
     /// The first recognised failure in `text`, or nil.
     public static func diagnose(_ text: String) -> QEMUFailure? {
-        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for rawLine in text.split(whereSeparator: \.isNewline) {
             let line = String(rawLine)
             if line.contains("Could not set up host forwarding rule") {
                 return .hostForwarding(port: hostPort(in: line), line: line)

@@ -79,7 +79,7 @@ public struct QEMUImage: Sendable {
             try await Command(path, arguments: arguments, environment: ["PATH": searchPath]).run(timeout: timeout, outputLimit: 16 * 1024 * 1024)
         }
         guard output.status.isSuccess else {
-            let complaint = output.standardErrorText.split(separator: "\n").first.map(String.init) ?? "no message"
+            let complaint = output.standardErrorText.split(whereSeparator: \.isNewline).first.map(String.init) ?? "no message"
             throw HostError(.toolFailed, "qemu-img \(what) failed (\(output.status)): \(complaint)")
         }
         return output.standardOutputText

@@ -51,7 +51,7 @@ public struct QEMULauncher: Sendable {
     static func firstComplaint(stderr: String, log: String) -> String {
         let text = stderr + "\n" + log
         if let failure = QEMUFailure.diagnose(text) { return failure.line }
-        let lines = text.split(separator: "\n").map { String($0).trimmingWhitespace }.filter { !$0.isEmpty }
+        let lines = text.split(whereSeparator: \.isNewline).map { String($0).trimmingWhitespace }.filter { !$0.isEmpty }
         return lines.first ?? "no message (see \(log.isEmpty ? "QEMU's -D log" : "the -D log"))"
     }
 }

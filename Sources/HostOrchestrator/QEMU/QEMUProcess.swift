@@ -175,7 +175,7 @@ public struct QEMUPidFile: Sendable {
 
 extension String {
     var trimmingWhitespace: String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
+        // Character.isWhitespace also covers "\r\n", which is a single Character.
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
     }
 }
