@@ -94,6 +94,18 @@ import Glibc
         try await launchAndInspect(.snapshot(incoming: false), share: "off")
     }
 
+    /// §5.4 #40: the exported directory must exist; QEMU is not even started otherwise.
+    @Test func missingShareDirectoryFailsBeforeLaunch() async throws {
+        let temp = try TestDirectory(prefix: "hp-q")
+        defer { temp.remove() }
+        let config = try await prepare(temp, share: temp.file("no-such-dir"))
+        let spec = MachineSpec(configuration: config, host: host, accelerator: .tcg, firmware: nil, layout: .coldBoot)
+        await #expect(throws: HostError(.invalidConfiguration, "The host directory to share with the guest, \(temp.file("no-such-dir")), does not exist; set EMULATOR_HOST_SHARE to an existing directory, or off")) {
+            _ = try await launcher.launch(spec)
+        }
+        #expect(!POSIX.exists(config.paths.pidFile))
+    }
+
     /// A port taken between the check and the launch: QEMU exits and the error names it.
     @Test func busyForwardPortFailsTheLaunchWithQEMUsReason() async throws {
         let temp = try TestDirectory(prefix: "hp-q")

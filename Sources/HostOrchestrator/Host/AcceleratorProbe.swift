@@ -59,7 +59,7 @@ public struct AcceleratorProbe: Sendable {
             return verdict(true, "not probed (no \(architecture.rawValue) payload); \(accelerator == .kvm ? kvmDevice + " opens" : "assumed to work")")
         }
 
-        let token = "\(getpid())-\(Secret.generate().unredacted.prefix(12))"
+        let token = "\(getpid())-\(RandomToken.hex(bytes: 6))"
         let firmwarePath = Path.join(scratchDirectory, "probe-\(token).bin")
         let transcriptPath = Path.join(scratchDirectory, "probe-\(token).log")
         defer {

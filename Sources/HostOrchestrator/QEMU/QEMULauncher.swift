@@ -23,6 +23,9 @@ public struct QEMULauncher: Sendable {
             throw HostError(.launchFailed, "QEMULauncher needs a daemonized spec (the caller of a foreground QEMU owns its process)")
         }
         let files = spec.files
+        if let share = spec.hostShare, try FileSystem.status(share.root, followLinks: true)?.isDirectory != true {
+            throw HostError(.invalidConfiguration, "The host directory to share with the guest, \(share.root), does not exist; set EMULATOR_HOST_SHARE to an existing directory, or off")
+        }
         for stale in [files.pidFile, files.monitorSocket, files.agentSocket] {
             try FileSystem.removeFile(stale)
         }

@@ -43,7 +43,7 @@ public struct SnapshotStore: Sendable {
         for name in try FileSystem.contents(of: root) where name.hasPrefix(SnapshotStore.idPrefix) && name != current {
             try FileSystem.removeTree(Path.join(root, name))
         }
-        let id = SnapshotStore.idPrefix + "\(Int64(Date().timeIntervalSince1970))-\(Secret.generate().unredacted.prefix(8))"
+        let id = SnapshotStore.idPrefix + "\(Int64(Date().timeIntervalSince1970))-\(RandomToken.hex(bytes: 4))"
         let directory = Path.join(root, id + SnapshotStore.partialSuffix)
         try FileSystem.makeDirectory(directory, mode: 0o700)
         return SnapshotCapture(id: id, directory: directory)
@@ -164,14 +164,15 @@ public struct SnapshotStore: Sendable {
         return destination
     }
 
-    /// Why each quarantined snapshot was set aside, by directory name.
-    public func quarantined() throws -> [(name: String, record: QuarantineRecord?)] {
+    /// The quarantined snapshots and why each was set aside.
+    public func quarantined() throws -> [QuarantinedSnapshot] {
         let quarantine = Path.join(root, SnapshotStore.quarantineDirectory)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try FileSystem.contents(of: quarantine).map { name in
-            let bytes = try? POSIX.readFile(Path.join(Path.join(quarantine, name), SnapshotStore.quarantineRecord))
-            return (name, bytes.flatMap { try? decoder.decode(QuarantineRecord.self, from: Data($0)) })
+            let directory = Path.join(quarantine, name)
+            let bytes = try? POSIX.readFile(Path.join(directory, SnapshotStore.quarantineRecord))
+            return QuarantinedSnapshot(directory: directory, record: bytes.flatMap { try? decoder.decode(QuarantineRecord.self, from: Data($0)) })
         }
     }
 
@@ -199,7 +200,7 @@ public struct SnapshotStore: Sendable {
 
     /// A new symlink renamed over `current`: readers see the old or the new target.
     private func pointCurrent(at id: String) throws {
-        let temporary = Path.join(root, ".\(SnapshotStore.currentLink).tmp-\(Secret.generate().unredacted.prefix(8))")
+        let temporary = Path.join(root, ".\(SnapshotStore.currentLink).tmp-\(RandomToken.hex(bytes: 4))")
         try FileSystem.symbolicLink(id, at: temporary)
         do {
             try FileSystem.rename(temporary, Path.join(root, SnapshotStore.currentLink))
@@ -213,6 +214,13 @@ public struct SnapshotStore: Sendable {
     static func isValidID(_ id: String) -> Bool {
         id.hasPrefix(idPrefix) && !id.contains("/") && !id.hasSuffix(partialSuffix) && id != "." && id != ".."
     }
+}
+
+/// A snapshot set aside by `SnapshotStore.quarantine`.
+public struct QuarantinedSnapshot: Sendable, Equatable {
+    public var directory: String
+    /// nil when `quarantine.json` is missing or unreadable.
+    public var record: QuarantineRecord?
 }
 
 /// Why and when a snapshot was quarantined (`quarantine.json`).
