@@ -70,7 +70,7 @@ import Testing
         #expect(store.current() == .usable(snapshot), "fallback keeps the snapshot")
     }
 
-    /// §4.19-32/33 (file side): stop keeps logs, overlay and ISO; reset removes RUN_DIR only.
+    /// §4.19-32, §4.19-33 (file side): stop keeps logs, overlay and ISO; reset removes RUN_DIR only.
     @Test func stopAndResetRemoveTheRightFiles() throws {
         let temp = try TestDirectory(prefix: "hp-rm")
         defer { temp.remove() }

@@ -110,7 +110,7 @@ import Testing
         #expect(try FileSystem.contents(of: f.store.root).isEmpty)
     }
 
-    /// §5.4 #21 #23: a snapshot made for other facts is not tried, and is kept.
+    /// §5.4 #21, §5.4 #23: a snapshot made for other facts is not tried, and is kept.
     @Test func mismatchedFactsAreReportedNotUsed() async throws {
         let f = try await fixture()
         defer { f.temp.remove() }
