@@ -1,0 +1,113 @@
+import CZstd
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Streams zstd data back out: from a file or pipe to a descriptor (a pipe feeding a
+/// QEMU incoming migration, or the `.savevm.raw` cache file), or in memory.
+/// Concatenated frames (`cat a.zst b.zst`) decode as one stream, skippable frames are
+/// skipped, checksums are verified, and input that ends inside a frame, or holds no
+/// frame, is an error, never a silently short output.
+///
+/// The descriptor API blocks the calling thread: run it on its own thread.
+public struct ZstdDecompressor: Sendable {
+    /// When the output is a regular file, leave all-zero 4 KiB blocks as holes (§5.4
+    /// #25) and set the final size with ftruncate. The file is truncated at its current
+    /// offset first. Ignored for pipes and other non-regular outputs.
+    public var sparse: Bool
+    public var progressInterval: Duration
+    /// Fail with `.timedOut` when input stays silent or output stays blocked this long; nil waits forever.
+    public var idleTimeout: Duration?
+    /// Read size and decompressed bytes written per call.
+    public var bufferSize: Int
+
+    public init(sparse: Bool = false, progressInterval: Duration = .milliseconds(500),
+                idleTimeout: Duration? = .seconds(120), bufferSize: Int = 1 << 20) {
+        self.sparse = sparse
+        self.progressInterval = progressInterval
+        self.idleTimeout = idleTimeout
+        self.bufferSize = bufferSize
+    }
+
+    /// Decodes everything `input` holds until end of file into `output`. Neither
+    /// descriptor is closed. `progress` runs on this thread; throwing from it aborts.
+    @discardableResult
+    public func decompress(from input: Int32, to output: Int32,
+                           progress: ((ZstdProgress) throws -> Void)? = nil) throws -> ZstdTransfer {
+        var source = DescriptorSource(fd: input, idleTimeout: idleTimeout)
+        return try withBrokenPipeSignalBlocked {
+            if sparse && Self.isRegularFile(output) {
+                var sink = try SparseFileSink(fd: output)
+                var transfer = try run(from: &source, to: &sink, progress: progress)
+                transfer.holeBytes = sink.skippedBytes
+                return transfer
+            }
+            var sink = DescriptorSink(fd: output, idleTimeout: idleTimeout)
+            return try run(from: &source, to: &sink, progress: progress)
+        }
+    }
+
+    /// The concatenated content of every frame in `bytes`, at most `limit` bytes.
+    public func decompress(_ bytes: [UInt8], limit: Int = 1 << 30) throws -> [UInt8] {
+        var source = ArraySource(bytes: bytes)
+        var sink = ArraySink(limit: limit)
+        _ = try run(from: &source, to: &sink, progress: nil)
+        return sink.bytes
+    }
+
+    func run<Source: ByteSource, Sink: ByteSink>(from source: inout Source, to sink: inout Sink,
+                                                  progress: ((ZstdProgress) throws -> Void)?) throws -> ZstdTransfer {
+        guard let context = ZSTD_createDCtx() else {
+            throw ZstdError(.library, "cannot create a zstd decompression context (out of memory?)")
+        }
+        defer { ZSTD_freeDCtx(context) }
+        let inputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64)
+        defer { inputBuffer.deallocate() }
+        let outputSize = max(bufferSize, ZSTD_DStreamOutSize())
+        let outputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: outputSize, alignment: 64)
+        defer { outputBuffer.deallocate() }
+
+        var totals = ZstdProgress()
+        var throttle = ProgressThrottle(interval: progressInterval, handler: progress)
+        // 0 once a frame is complete and flushed; non-zero while inside a frame.
+        var frameState = 0
+        while true {
+            let count = try source.read(into: inputBuffer)
+            if count == 0 { break }
+            totals.bytesIn += UInt64(count)
+            var inBuffer = ZSTD_inBuffer(src: inputBuffer.baseAddress, size: count, pos: 0)
+            var outputFull = false
+            // Keep calling while input remains or the last call filled the output
+            // (then more decoded data may be waiting inside the context).
+            while inBuffer.pos < inBuffer.size || outputFull {
+                var outBuffer = ZSTD_outBuffer(dst: outputBuffer.baseAddress, size: outputSize, pos: 0)
+                frameState = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
+                if ZSTD_isError(frameState) != 0 {
+                    throw ZstdError.library(frameState, while: "decompress at input offset ~\(totals.bytesIn - UInt64(count) + UInt64(inBuffer.pos))")
+                }
+                if outBuffer.pos > 0 {
+                    try sink.write(UnsafeRawBufferPointer(rebasing: outputBuffer[0..<outBuffer.pos]))
+                    totals.bytesOut += UInt64(outBuffer.pos)
+                }
+                outputFull = outBuffer.pos == outBuffer.size
+            }
+            try throttle.update(totals)
+        }
+        guard totals.bytesIn > 0 else {
+            throw ZstdError(.truncatedInput, "the compressed input is empty: no zstd frame to decompress")
+        }
+        guard frameState == 0 else {
+            throw ZstdError(.truncatedInput, "the compressed input ends inside a zstd frame after \(totals.bytesIn) bytes (\(totals.bytesOut) bytes decoded): the file is truncated")
+        }
+        try sink.finish()
+        try throttle.finish(totals)
+        return ZstdTransfer(bytesIn: totals.bytesIn, bytesOut: totals.bytesOut)
+    }
+
+    static func isRegularFile(_ fd: Int32) -> Bool {
+        var status = stat()
+        return fstat(fd, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
+    }
+}
