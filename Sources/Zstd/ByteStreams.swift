@@ -89,46 +89,81 @@ struct DescriptorSink: ByteSink {
     mutating func finish() throws {}
 }
 
-/// Writes a regular file leaving holes for all-zero blocks (§5.4 #25: a RAM image is
-/// mostly zero pages): aligned 4 KiB zero blocks are skipped with positional writes,
-/// and `finish` sets the size so trailing holes count. Whatever the file held past
-/// its starting offset is discarded first, so skipped blocks read back as zeros.
+/// Writes a regular file leaving holes for runs of zero blocks (§5.4 #25: a RAM image
+/// is mostly zero pages). Blocks are 4 KiB, aligned to file offsets; a zero run becomes
+/// a hole only when it is at least `minimumHole` long, shorter ones are written with
+/// their neighbours: every hole costs an extra write call and a file extent, so
+/// scattered single zero pages would make the file slower to write and to read.
+/// `finish` sets the size with ftruncate so trailing holes count. Whatever the file
+/// held past its starting offset is discarded first, so holes read back as zeros.
 struct SparseFileSink: ByteSink {
     static let blockSize = 4096
+    /// Compared against per block; also the source for short zero runs carried across calls.
+    private static let zeros = [UInt8](repeating: 0, count: 64 * 1024)
     let fd: Int32
+    let minimumHole: Int
+    /// File offset of the next byte to come.
     private(set) var offset: off_t
-    private static let zeroBlock = [UInt8](repeating: 0, count: blockSize)
+    /// Zero bytes at the end of what came so far, not written yet (offset - carriedZeros).
+    private var carriedZeros = 0
     private(set) var skippedBytes: UInt64 = 0
 
-    init(fd: Int32) throws {
+    init(fd: Int32, minimumHole: Int) throws {
         let start = lseek(fd, 0, SEEK_CUR)
         guard start >= 0 else { throw ZstdError.systemCall("lseek output (fd \(fd))", errno: errno) }
         guard ftruncate(fd, start) == 0 else { throw ZstdError.systemCall("ftruncate output (fd \(fd))", errno: errno) }
         self.fd = fd
+        self.minimumHole = max(Self.blockSize, (minimumHole + Self.blockSize - 1) / Self.blockSize * Self.blockSize)
         offset = start
     }
 
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try Self.zeroBlock.withUnsafeBytes { zeroBlock in try write(bytes, zeroBlock: zeroBlock.baseAddress!) }
+        try Self.zeros.withUnsafeBytes { zeros in try write(bytes, zeros: zeros.baseAddress!) }
     }
 
-    private mutating func write(_ bytes: UnsafeRawBufferPointer, zeroBlock: UnsafeRawPointer) throws {
+    private mutating func write(_ bytes: UnsafeRawBufferPointer, zeros: UnsafeRawPointer) throws {
         let base = bytes.baseAddress!
+        let chunkStart = offset
+        // Not yet written: [pendingStart, current file position), which ends with
+        // `zeroRun` zero bytes. It starts with the zeros carried from the last call.
+        var pendingStart = chunkStart - off_t(carriedZeros)
+        var zeroRun = carriedZeros
         var position = 0
-        var pendingStart = 0          // start of data not yet written (non-zero run)
         while position < bytes.count {
-            // Blocks are aligned to file offsets; a partial block at either end is written as data.
-            let intoBlock = Int((offset + off_t(position)) % off_t(Self.blockSize))
+            let intoBlock = Int((chunkStart + off_t(position)) % off_t(Self.blockSize))
             let length = min(Self.blockSize - intoBlock, bytes.count - position)
-            if length == Self.blockSize && memcmp(base + position, zeroBlock, Self.blockSize) == 0 {
-                try writeRun(base + pendingStart, count: position - pendingStart, at: offset + off_t(pendingStart))
-                skippedBytes += UInt64(length)
-                pendingStart = position + length
+            if length == Self.blockSize && memcmp(base + position, zeros, Self.blockSize) == 0 {
+                zeroRun += length
+            } else {
+                if zeroRun >= minimumHole {
+                    let here = chunkStart + off_t(position)
+                    try writeData(base, chunkStart: chunkStart, from: pendingStart, to: here - off_t(zeroRun), zeros: zeros)
+                    skippedBytes += UInt64(zeroRun)
+                    pendingStart = here
+                }
+                zeroRun = 0            // a shorter run stays in the pending data
             }
             position += length
         }
-        try writeRun(base + pendingStart, count: bytes.count - pendingStart, at: offset + off_t(pendingStart))
-        offset += off_t(bytes.count)
+        // Write the data; keep the trailing zero run pending, it may grow into a hole.
+        let end = chunkStart + off_t(bytes.count)
+        try writeData(base, chunkStart: chunkStart, from: pendingStart, to: end - off_t(zeroRun), zeros: zeros)
+        carriedZeros = zeroRun
+        offset = end
+    }
+
+    /// Writes the file range [from, to). Bytes before `chunkStart` are zeros carried
+    /// over from the previous call (no longer in any buffer).
+    private func writeData(_ base: UnsafeRawPointer, chunkStart: off_t, from: off_t, to: off_t, zeros: UnsafeRawPointer) throws {
+        var cursor = from
+        while cursor < min(chunkStart, to) {
+            let count = Int(min(off_t(Self.zeros.count), min(chunkStart, to) - cursor))
+            try writeRun(zeros, count: count, at: cursor)
+            cursor += off_t(count)
+        }
+        if cursor < to {
+            try writeRun(base + Int(cursor - chunkStart), count: Int(to - cursor), at: cursor)
+        }
     }
 
     private func writeRun(_ start: UnsafeRawPointer, count: Int, at fileOffset: off_t) throws {
@@ -144,6 +179,9 @@ struct SparseFileSink: ByteSink {
     }
 
     mutating func finish() throws {
+        // A trailing zero run of any length is left to ftruncate.
+        skippedBytes += UInt64(carriedZeros)
+        carriedZeros = 0
         guard ftruncate(fd, offset) == 0 else { throw ZstdError.systemCall("ftruncate output (fd \(fd)) to \(offset) bytes", errno: errno) }
         // Leave the descriptor where a plain write would have: after the data.
         guard lseek(fd, offset, SEEK_SET) >= 0 else { throw ZstdError.systemCall("lseek output (fd \(fd))", errno: errno) }

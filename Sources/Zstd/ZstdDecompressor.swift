@@ -13,19 +13,23 @@ import Darwin
 ///
 /// The descriptor API blocks the calling thread: run it on its own thread.
 public struct ZstdDecompressor: Sendable {
-    /// When the output is a regular file, leave all-zero 4 KiB blocks as holes (§5.4
-    /// #25) and set the final size with ftruncate. The file is truncated at its current
-    /// offset first. Ignored for pipes and other non-regular outputs.
+    /// When the output is a regular file, leave runs of all-zero 4 KiB blocks as holes
+    /// (§5.4 #25) and set the final size with ftruncate. The file is truncated at its
+    /// current offset first. Ignored for pipes and other non-regular outputs.
     public var sparse: Bool
+    /// Shortest zero run (rounded up to 4 KiB) left as a hole; shorter runs are written,
+    /// since each hole costs a write call and fragments the file.
+    public var minimumHoleSize: Int
     public var progressInterval: Duration
     /// Fail with `.timedOut` when input stays silent or output stays blocked this long; nil waits forever.
     public var idleTimeout: Duration?
     /// Read size and decompressed bytes written per call.
     public var bufferSize: Int
 
-    public init(sparse: Bool = false, progressInterval: Duration = .milliseconds(500),
+    public init(sparse: Bool = false, minimumHoleSize: Int = 32 * 1024, progressInterval: Duration = .milliseconds(500),
                 idleTimeout: Duration? = .seconds(120), bufferSize: Int = 1 << 20) {
         self.sparse = sparse
+        self.minimumHoleSize = minimumHoleSize
         self.progressInterval = progressInterval
         self.idleTimeout = idleTimeout
         self.bufferSize = bufferSize
@@ -39,7 +43,7 @@ public struct ZstdDecompressor: Sendable {
         var source = DescriptorSource(fd: input, idleTimeout: idleTimeout)
         return try withBrokenPipeSignalBlocked {
             if sparse && Self.isRegularFile(output) {
-                var sink = try SparseFileSink(fd: output)
+                var sink = try SparseFileSink(fd: output, minimumHole: minimumHoleSize)
                 var transfer = try run(from: &source, to: &sink, progress: progress)
                 transfer.holeBytes = sink.skippedBytes
                 return transfer
@@ -79,9 +83,11 @@ public struct ZstdDecompressor: Sendable {
             totals.bytesIn += UInt64(count)
             var inBuffer = ZSTD_inBuffer(src: inputBuffer.baseAddress, size: count, pos: 0)
             var outputFull = false
-            // Keep calling while input remains or the last call filled the output
-            // (then more decoded data may be waiting inside the context).
-            while inBuffer.pos < inBuffer.size || outputFull {
+            // Keep calling while input remains, or while the last call filled the output
+            // inside a frame (more decoded data may be waiting in the context). Not after
+            // a frame ended (state 0): another call would start parsing a next frame
+            // and make a complete input look truncated.
+            while inBuffer.pos < inBuffer.size || (outputFull && frameState != 0) {
                 var outBuffer = ZSTD_outBuffer(dst: outputBuffer.baseAddress, size: outputSize, pos: 0)
                 frameState = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                 if ZSTD_isError(frameState) != 0 {

@@ -88,3 +88,29 @@ import Glibc
         #expect(try ZstdDecompressor().decompress(ZstdCompressor().compress([])) == [])
     }
 }
+
+/// Regression: when a frame ends exactly as the output buffer fills, decoding must
+/// stop there (a further call would start looking for a next frame and the complete
+/// input was reported as truncated; found by Benchmarks/zstd.sh on 256 MiB).
+@Suite struct FrameEndAtBufferBoundaryTests {
+    @Test(arguments: [64 * 1024, 1024 * 1024])
+    func outputSizeMultipleOfBufferDecodes(bufferSize: Int) async throws {
+        for multiple in 1...4 {
+            let data = RAMImage(seed: UInt64(multiple), clusterPages: 4).bytes(count: multiple * bufferSize)
+            let compressed = try ZstdCompressor().compress(data)
+            let decompressor = ZstdDecompressor(bufferSize: bufferSize)
+            #expect(try decompressor.decompress(compressed) == data, "\(multiple) × \(bufferSize)")
+            let directory = try TemporaryDirectory.make(prefix: "zstd")
+            defer { directory.remove() }
+            let (inputPath, outputPath) = (directory.file("in.zst"), directory.file("out"))
+            try ZstdFixtures.writeFile(inputPath, compressed)
+            let transfer = try await BlockingCall.run {
+                let input = try ZstdFixtures.openForReading(inputPath)
+                let output = try ZstdFixtures.openForWriting(outputPath)
+                defer { POSIX.close(input); POSIX.close(output) }
+                return try decompressor.decompress(from: input, to: output)
+            }
+            #expect(transfer.bytesOut == UInt64(data.count))
+        }
+    }
+}

@@ -17,6 +17,9 @@ struct RAMImage {
     /// Percent of zero and random pages; the rest is repetitive text.
     var zeroPercent: UInt64 = 65
     var randomPercent: UInt64 = 20
+    /// Pages per run of one kind: 1 scatters kinds page by page (worst case for holes),
+    /// 16 gives 64 KiB runs, closer to a real guest's untouched memory.
+    var clusterPages = 1
 
     static func mix(_ value: UInt64) -> UInt64 {
         var z = value &+ 0x9E37_79B9_7F4A_7C15
@@ -26,7 +29,7 @@ struct RAMImage {
     }
 
     func fillPage(_ index: Int, _ page: UnsafeMutableRawPointer) {
-        let kind = Self.mix(seed ^ UInt64(index)) % 100
+        let kind = Self.mix(seed ^ UInt64(index / clusterPages)) % 100
         let words = page.assumingMemoryBound(to: UInt64.self)
         if kind < zeroPercent {
             page.initializeMemory(as: UInt8.self, repeating: 0, count: Self.pageSize)

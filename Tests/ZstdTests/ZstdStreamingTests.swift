@@ -92,17 +92,17 @@ import Glibc
         try await ZstdFixtures.shell("zstd -q -t '\(teePath)'")
     }
 
-    /// §5.4-25: decompressing to a regular file with `sparse` leaves zero pages as
+    /// §5.4-25: decompressing to a regular file with `sparse` leaves zero runs as
     /// holes (far fewer blocks allocated) with identical content and size, including
     /// trailing zeros; without it the file is fully allocated.
-    @Test func sparseOutputLeavesHolesForZeroPages() async throws {
+    @Test func sparseOutputLeavesHolesForZeroRuns() async throws {
         let directory = try TemporaryDirectory.make(prefix: "zstd")
         defer { directory.remove() }
-        var original = RAMImage(seed: 41).bytes(count: 32 * 1024 * 1024)
-        original += [UInt8](repeating: 0, count: 3 * 4096 + 100)   // trailing hole, odd tail
-        let zeroBlocks = stride(from: 0, to: original.count - 4095, by: 4096).filter { start in
+        var original = RAMImage(seed: 41, clusterPages: 16).bytes(count: 32 * 1024 * 1024)
+        original += [UInt8](repeating: 0, count: 3 * 4096 + 100)   // trailing zeros, odd tail
+        let zeroBytes = stride(from: 0, to: original.count - 4095, by: 4096).filter { start in
             original[start..<(start + 4096)].allSatisfy { $0 == 0 }
-        }.count
+        }.count * 4096
         try ZstdFixtures.writeFile(directory.file("image.zst"), try ZstdCompressor().compress(original))
 
         for sparse in [true, false] {
@@ -123,8 +123,9 @@ import Glibc
             #expect(status.st_size == off_t(original.count))
             let allocated = Int(status.st_blocks) * 512
             if sparse {
-                #expect(transfer.holeBytes == UInt64(zeroBlocks * 4096))
-                #expect(allocated <= original.count - zeroBlocks * 4096 + 1024 * 1024, "allocated \(allocated) of \(original.count)")
+                #expect(transfer.holeBytes > UInt64(zeroBytes) * 9 / 10, "most zero pages lie in runs of 64 KiB")
+                #expect(transfer.holeBytes <= UInt64(zeroBytes))
+                #expect(allocated <= original.count - Int(transfer.holeBytes) + 1024 * 1024, "allocated \(allocated) of \(original.count)")
             } else {
                 #expect(transfer.holeBytes == 0)
                 #expect(allocated >= original.count - 4096)
