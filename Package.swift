@@ -50,6 +50,9 @@ let package = Package(
         .executableTarget(name: "trigger-fast-rotate", dependencies: ["GuestTrigger", "StackCore", argumentParser, log]),
         .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", argumentParser, log]),
 
+        // MARK: benchmark drivers (run by Benchmarks/*.sh, not shipped)
+        .executableTarget(name: "zstd-bench", dependencies: ["Zstd"], path: "Benchmarks/zstd-bench"),
+
         // MARK: tests (real processes: PostgreSQL, supervisord, QEMU, qemu-ga, node)
         .target(name: "TestSupport", dependencies: ["StackCore", "StackProcess", "CSystem"], path: "Tests/TestSupport"),
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),

@@ -36,47 +36,63 @@ public struct ZstdDecompressor: Sendable {
     }
 
     /// Decodes everything `input` holds until end of file into `output`. Neither
-    /// descriptor is closed. `progress` runs on this thread; throwing from it aborts.
+    /// descriptor is closed. Decoding and writing overlap (a writer thread, joined
+    /// before this returns). `progress` runs on this thread; throwing from it aborts.
     @discardableResult
     public func decompress(from input: Int32, to output: Int32,
                            progress: ((ZstdProgress) throws -> Void)? = nil) throws -> ZstdTransfer {
         var source = DescriptorSource(fd: input, idleTimeout: idleTimeout)
         return try withBrokenPipeSignalBlocked {
+            let outputSize = max(bufferSize, ZSTD_DStreamOutSize())
             if sparse && Self.isRegularFile(output) {
-                var sink = try SparseFileSink(fd: output, minimumHole: minimumHoleSize)
-                var transfer = try run(from: &source, to: &sink, progress: progress)
-                transfer.holeBytes = sink.skippedBytes
+                let writer = try WriteBehind(sink: try SparseFileSink(fd: output, minimumHole: minimumHoleSize), bufferSize: outputSize)
+                var output = writer
+                var transfer = try run(from: &source, to: &output, progress: progress)
+                transfer.holeBytes = writer.sink.skippedBytes
                 return transfer
             }
-            var sink = DescriptorSink(fd: output, idleTimeout: idleTimeout)
-            return try run(from: &source, to: &sink, progress: progress)
+            var output = try WriteBehind(sink: DescriptorSink(fd: output, idleTimeout: idleTimeout), bufferSize: outputSize)
+            return try run(from: &source, to: &output, progress: progress)
         }
     }
 
     /// The concatenated content of every frame in `bytes`, at most `limit` bytes.
     public func decompress(_ bytes: [UInt8], limit: Int = 1 << 30) throws -> [UInt8] {
         var source = ArraySource(bytes: bytes)
-        var sink = ArraySink(limit: limit)
-        _ = try run(from: &source, to: &sink, progress: nil)
-        return sink.bytes
+        var output = DirectOutput(sink: ArraySink(limit: limit), bufferSize: max(bufferSize, ZSTD_DStreamOutSize()))
+        _ = try run(from: &source, to: &output, progress: nil)
+        return output.sink.bytes
     }
 
-    func run<Source: ByteSource, Sink: ByteSink>(from source: inout Source, to sink: inout Sink,
-                                                  progress: ((ZstdProgress) throws -> Void)?) throws -> ZstdTransfer {
+    func run<Source: ByteSource, Output: DecodedOutput>(from source: inout Source, to output: inout Output,
+                                                        progress: ((ZstdProgress) throws -> Void)?) throws -> ZstdTransfer {
+        do {
+            let transfer = try decode(from: &source, to: &output, progress: progress)
+            try output.finish()
+            try ProgressThrottle(interval: progressInterval, handler: progress).finish(ZstdProgress(bytesIn: transfer.bytesIn, bytesOut: transfer.bytesOut))
+            return transfer
+        } catch {
+            output.abandon()
+            throw error
+        }
+    }
+
+    private func decode<Source: ByteSource, Output: DecodedOutput>(from source: inout Source, to output: inout Output,
+                                                                   progress: ((ZstdProgress) throws -> Void)?) throws -> ZstdTransfer {
         guard let context = ZSTD_createDCtx() else {
             throw ZstdError(.library, "cannot create a zstd decompression context (out of memory?)")
         }
         defer { ZSTD_freeDCtx(context) }
         let inputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64)
         defer { inputBuffer.deallocate() }
-        let outputSize = max(bufferSize, ZSTD_DStreamOutSize())
-        let outputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: outputSize, alignment: 64)
-        defer { outputBuffer.deallocate() }
 
         var totals = ZstdProgress()
         var throttle = ProgressThrottle(interval: progressInterval, handler: progress)
         // 0 once a frame is complete and flushed; non-zero while inside a frame.
         var frameState = 0
+        // Bytes decoded into the current output buffer; full buffers are committed, so
+        // writes are large and aligned (which sparse output needs for its holes).
+        var filled = 0
         while true {
             let count = try source.read(into: inputBuffer)
             if count == 0 { break }
@@ -88,27 +104,29 @@ public struct ZstdDecompressor: Sendable {
             // a frame ended (state 0): another call would start parsing a next frame
             // and make a complete input look truncated.
             while inBuffer.pos < inBuffer.size || (outputFull && frameState != 0) {
-                var outBuffer = ZSTD_outBuffer(dst: outputBuffer.baseAddress, size: outputSize, pos: 0)
+                let buffer = output.currentBuffer
+                var outBuffer = ZSTD_outBuffer(dst: buffer.baseAddress, size: buffer.count, pos: filled)
                 frameState = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                 if ZSTD_isError(frameState) != 0 {
                     throw ZstdError.library(frameState, while: "decompress at input offset ~\(totals.bytesIn - UInt64(count) + UInt64(inBuffer.pos))")
                 }
-                if outBuffer.pos > 0 {
-                    try sink.write(UnsafeRawBufferPointer(rebasing: outputBuffer[0..<outBuffer.pos]))
-                    totals.bytesOut += UInt64(outBuffer.pos)
+                totals.bytesOut += UInt64(outBuffer.pos - filled)
+                filled = outBuffer.pos
+                outputFull = filled == buffer.count
+                if outputFull {
+                    try output.commit(filled)
+                    filled = 0
                 }
-                outputFull = outBuffer.pos == outBuffer.size
             }
             try throttle.update(totals)
         }
+        if filled > 0 { try output.commit(filled) }
         guard totals.bytesIn > 0 else {
             throw ZstdError(.truncatedInput, "the compressed input is empty: no zstd frame to decompress")
         }
         guard frameState == 0 else {
             throw ZstdError(.truncatedInput, "the compressed input ends inside a zstd frame after \(totals.bytesIn) bytes (\(totals.bytesOut) bytes decoded): the file is truncated")
         }
-        try sink.finish()
-        try throttle.finish(totals)
         return ZstdTransfer(bytesIn: totals.bytesIn, bytesOut: totals.bytesOut)
     }
 
