@@ -5,7 +5,7 @@ public struct ISO9660File: Sendable, Equatable {
     /// (Joliet is UCS-2), no control characters, none of `* / : ; ? \`, not `.`/`..`, and
     /// no trailing `.` (Linux strips trailing dots from Joliet names, so the file would
     /// appear under another name). The plain ISO 9660 name is derived, never rejected:
-    /// see `PlainIdentifier`.
+    /// interchange level 2 d-characters (see `ISO9660Layout.Entry.plainIdentifier`).
     public var name: String
     public var contents: [UInt8]
 

@@ -33,9 +33,10 @@ public struct ISO9660Image: Sendable, Equatable {
 
     /// The whole image.
     public func bytes() throws -> [UInt8] {
+        let layout = try layout()
         var image: [UInt8] = []
-        image.reserveCapacity(try layout().sectorCount * Self.sectorSize)
-        try write { image.append(contentsOf: $0) }
+        image.reserveCapacity(layout.sectorCount * Self.sectorSize)
+        try write(layout) { image.append(contentsOf: $0) }
         return image
     }
 
@@ -43,7 +44,10 @@ public struct ISO9660Image: Sendable, Equatable {
     /// data and its padding), without building it in memory. Errors from `sink` are
     /// rethrown unchanged; validation failures are thrown before `sink` is first called.
     public func write(to sink: (ArraySlice<UInt8>) throws -> Void) throws {
-        let layout = try layout()
+        try write(try layout(), to: sink)
+    }
+
+    private func write(_ layout: ISO9660Layout, to sink: (ArraySlice<UInt8>) throws -> Void) throws {
         try sink(metadata(layout)[...])
         for (file, entry) in zip(files, layout.entries) {
             try sink(file.contents[...])

@@ -14,7 +14,10 @@ public struct ISO9660Layout: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         /// The Joliet name, as given.
         public let name: String
-        /// The plain ISO 9660 identifier, e.g. `RUNTIME.ENV;1`.
+        /// The plain ISO 9660 identifier, e.g. `RUNTIME.ENV;1`: ASCII letters upper-cased,
+        /// digits and `_` kept, anything else `_`; the last dot starts the extension;
+        /// name + extension at most 30 characters (interchange level 2); a collision
+        /// gets a `_N` suffix. Linux shows it lower-cased without `;1`.
         public let plainIdentifier: String
         public let firstSector: Int
         public let size: Int

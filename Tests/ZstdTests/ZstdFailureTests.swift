@@ -132,7 +132,9 @@ import Glibc
             }
         }
         #expect(result?.code == .timedOut)
-        #expect(clock.now - started < .seconds(5))
+        // Generous: only proves the wait ended by the timeout (the writer never closes
+        // its end before the call returns), on a loaded 2-core machine.
+        #expect(clock.now - started < .seconds(60))
     }
 
     /// A progress handler can abort a transfer; its error comes back unchanged.
