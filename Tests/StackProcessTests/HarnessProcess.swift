@@ -2,7 +2,6 @@ import CSystem
 import StackCore
 import StackProcess
 import Synchronization
-import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,12 +13,16 @@ final class HarnessProcess: Sendable {
     let process: ChildProcess
     let output: LineCollector
     let log: LineCollector
+    /// The write end of the harness's stdin: closed by teardown or by our death, which
+    /// makes the harness shut down (`--exit-with-stdin`) instead of leaking.
+    private let lifeline: Int32
     private let exitStatus = Mutex<ExitStatus?>(nil)
 
-    init(process: ChildProcess, output: LineCollector, log: LineCollector) {
+    init(process: ChildProcess, output: LineCollector, log: LineCollector, lifeline: Int32) {
         self.process = process
         self.output = output
         self.log = log
+        self.lifeline = lifeline
     }
 
     struct Failure: Error, CustomStringConvertible { let description: String }
@@ -51,22 +54,25 @@ final class HarnessProcess: Sendable {
     }
 
     private static func start(_ arguments: [String], pidNamespace: Bool) throws -> HarnessProcess {
+        let stdinPipe = try pipe()
         let stdoutPipe = try pipe()
         let stderrPipe = try pipe()
-        defer { close(stdoutPipe.write); close(stderrPipe.write) }
+        defer { close(stdinPipe.read); close(stdoutPipe.write); close(stderrPipe.write) }
         let executable = pidNamespace ? "/usr/bin/unshare" : executablePath
+        let harnessArguments = arguments + ["--exit-with-stdin"]
         let fullArguments = pidNamespace
-            ? ["--pid", "--fork", "--mount-proc", "--kill-child", executablePath] + arguments
-            : arguments
+            ? ["--pid", "--fork", "--mount-proc", "--kill-child", executablePath] + harnessArguments
+            : harnessArguments
         let process = try Command(
             executable, arguments: fullArguments, environment: ProcessEnvironment.current,
-            processGroup: .new, standardInput: .discard,
+            processGroup: .new, standardInput: .fileDescriptor(stdinPipe.read),
             standardOutput: .fileDescriptor(stdoutPipe.write), standardError: .fileDescriptor(stderrPipe.write)
         ).spawn()
         return HarnessProcess(
             process: process,
             output: LineCollector(name: "harness stdout", descriptor: stdoutPipe.read),
-            log: LineCollector(name: "harness stderr", descriptor: stderrPipe.read))
+            log: LineCollector(name: "harness stderr", descriptor: stderrPipe.read),
+            lifeline: stdinPipe.write)
     }
 
     private static func pipe() throws -> (read: Int32, write: Int32) {
@@ -134,6 +140,7 @@ final class HarnessProcess: Sendable {
     }
 
     private func tearDown() async {
+        defer { close(lifeline) }
         if exitStatus.withLock({ $0 }) != nil { return }
         process.send(SIGTERM)
         _ = try? await waitForExit(timeout: .seconds(5))
@@ -156,25 +163,39 @@ final class HarnessProcess: Sendable {
 }
 
 /// Scripts and FIFOs for the children, in a private temporary directory.
+///
+/// Not `TemporaryDirectory`: its init turns a pointer into a temporary array's storage
+/// into a String after the array is gone, which crashed this suite now and then.
 struct Fixture: Sendable {
-    let directory: TemporaryDirectory
+    let path: String
 
     init() throws {
-        directory = try TemporaryDirectory(prefix: "supervise")
+        var template = Array("/tmp/supervise-XXXXXX".utf8CString)
+        let created: String? = template.withUnsafeMutableBufferPointer { buffer in
+            guard let result = mkdtemp(buffer.baseAddress!) else { return nil }
+            return String(cString: result)
+        }
+        guard let created else { throw HarnessProcess.Failure(description: "mkdtemp in /tmp failed: errno \(errno)") }
+        path = created
     }
 
-    func remove() { directory.remove() }
+    /// rm -rf (waits for rm only, never for another task).
+    func remove() {
+        guard let child = try? Command("/bin/rm", arguments: ["-rf", path], environment: [:]).spawn() else { return }
+        var status: Int32 = 0
+        while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+    }
 
     /// Writes `text` to `name` and returns its path.
     @discardableResult
     func file(_ name: String, _ text: String) throws -> String {
-        let path = directory.file(name)
+        let path = Path.join(self.path, name)
         try AtomicFile(path: path, mode: 0o644).write(Array(text.utf8))
         return path
     }
 
     func fifo(_ name: String) throws -> String {
-        let path = directory.file(name)
+        let path = Path.join(self.path, name)
         guard mkfifo(path, 0o600) == 0 else { throw HarnessProcess.Failure(description: "mkfifo \(path): errno \(errno)") }
         return path
     }

@@ -3,7 +3,7 @@
 ///
 ///     supervisor-harness supervise [--grace-ms N] [--kill-timeout-ms N] [--log-level L]
 ///         [--no-subreaper] [--prepare SCRIPT [--prepare-uncancellable]]
-///         [--service NAME [--service-fails]] --child NAME=SCRIPT...
+///         [--service NAME [--service-fails]] [--exit-with-stdin] --child NAME=SCRIPT...
 ///     supervisor-harness reap-concurrently [--orphans N] [--unregistered SCRIPT] --command NAME=SCRIPT...
 struct HarnessOptions {
     enum Mode: String { case supervise, reapConcurrently = "reap-concurrently" }
@@ -20,6 +20,7 @@ struct HarnessOptions {
     var children: [(name: String, script: String)] = []
     var orphans = 0
     var unregistered: String?
+    var exitWithStdin = false
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -57,6 +58,7 @@ struct HarnessOptions {
             case "--child", "--command": children.append(try named(flag))
             case "--orphans": orphans = try number(flag)
             case "--unregistered": unregistered = try value(flag)
+            case "--exit-with-stdin": exitWithStdin = true
             default: throw UsageError(description: "unknown argument \(flag)")
             }
         }

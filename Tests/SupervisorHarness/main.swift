@@ -30,6 +30,20 @@ do {
 }
 HarnessOutput.line("harness:ready pid=\(getpid()) adopts-orphans=\(reaper.adoptsOrphans)")
 
+if options.exitWithStdin {
+    // The test keeps our stdin's write end: if the test process dies (crash, timeout),
+    // EOF arrives and we shut down like on SIGTERM instead of leaking our children.
+    BlockingCall.detach {
+        var byte: UInt8 = 0
+        while true {
+            let n = read(0, &byte, 1)
+            if n > 0 || (n < 0 && errno == EINTR) { continue }
+            break
+        }
+        kill(getpid(), SIGTERM)
+    }
+}
+
 let environment = ProcessEnvironment.current
 func shell(_ script: String) -> Command {
     Command("/bin/sh", arguments: ["-c", script], environment: environment, processGroup: .new)
