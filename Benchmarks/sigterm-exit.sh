@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SIGTERM -> exit latency of a supervisor running two idle Node HTTP servers, against the
-# baseline of one bare Node server killed the same way (same run, interleaved).
+# baselines of one bare Node server killed the same way and of two bare servers killed
+# together (the floor for anything that must wait for both), same run, interleaved.
 #
 #   Benchmarks/sigterm-exit.sh [runs]          (default 20; target: median <= 100 ms)
 #
@@ -64,20 +65,46 @@ measure() {
     echo $((t1 - t0))
 }
 
+# Two bare servers started together, both ready, SIGTERM to both, until both have exited.
+measure_pair() {
+    local fifo="$work/pair.$RANDOM"
+    mkfifo "$fifo"
+    node "$server" one >"$fifo" 2>/dev/null &
+    local one=$!
+    node "$server" two >"$fifo" 2>/dev/null &
+    local two=$!
+    exec 4<"$fifo"
+    local seen=0 line
+    while [ "$seen" -lt 2 ] && read -r -u 4 line; do
+        case $line in *:listening) seen=$((seen + 1)) ;; esac
+    done
+    local t0 t1
+    t0=$(now_us)
+    kill -TERM "$one" "$two"
+    wait "$one" "$two" || true
+    t1=$(now_us)
+    exec 4<&-
+    rm -f "$fifo"
+    echo $((t1 - t0))
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 supervised=()
 bare=()
+pair=()
 for ((i = 0; i < runs; i++)); do
     supervised+=("$(measure "$ready_lines" bash -c "exec $supervisor")")
     bare+=("$(measure 1 node "$server" bare)")
+    pair+=("$(measure_pair)")
 done
 
 supervised_median=$(printf '%s\n' "${supervised[@]}" | median)
 bare_median=$(printf '%s\n' "${bare[@]}" | median)
-awk -v s="$supervised_median" -v b="$bare_median" -v n="$runs" 'BEGIN {
+pair_median=$(printf '%s\n' "${pair[@]}" | median)
+awk -v s="$supervised_median" -v b="$bare_median" -v p="$pair_median" -v n="$runs" 'BEGIN {
     printf "sigterm-exit: supervisor + 2 node servers median %.1f ms (target <= 100 ms) over %d runs\n", s / 1000, n
-    printf "sigterm-exit: bare node server median %.1f ms\n", b / 1000
-    printf "sigterm-exit: ratio supervised/bare %.2f\n", s / b
+    printf "sigterm-exit: bare node server median %.1f ms; two bare servers together %.1f ms\n", b / 1000, p / 1000
+    printf "sigterm-exit: ratio supervised/bare %.2f, supervised/two-bare %.2f\n", s / b, s / p
     exit (s / 1000 <= 100) ? 0 : 1
 }'
