@@ -27,15 +27,15 @@ extension Command {
     /// exited `CancellationError` is thrown. A grandchild that keeps the output pipes open
     /// cannot hang the caller: collection stops `drainGrace` after the child exits.
     ///
-    /// `waiter` collects the exit status: the default `DirectWaiter` (`waitpid(pid)`), or
-    /// the process's `Reaper` when one is active (PID 1 / subreaper).
+    /// `waiter` collects the exit status; the default uses the process's `Reaper` when one
+    /// is active (PID 1 / subreaper), else `waitpid(pid)`.
     public func run(
         input: [UInt8]? = nil,
         timeout: Duration? = nil,
         outputLimit: Int = 64 * 1024 * 1024,
         drainGrace: Duration = .milliseconds(500),
         cancellationGrace: Duration = .seconds(5),
-        waiter: any ProcessWaiter = DirectWaiter()
+        waiter: any ProcessWaiter = DefaultWaiter()
     ) async throws -> CommandOutput {
         var command = self
         let stdoutPipe = try Pipe()

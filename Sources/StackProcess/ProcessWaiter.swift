@@ -1,6 +1,7 @@
-/// Who collects a child's exit status. `DirectWaiter` calls `waitpid(pid)`; a `Reaper`
-/// (PID 1 / subreaper) owns `waitpid(-1)` and hands each status to its owner. Code that
-/// may run under a Reaper takes a waiter instead of assuming `waitpid(pid)` works.
+/// Who collects a child's exit status: `waitpid(pid)` normally; under PID 1 / a
+/// subreaper the process's `Reaper` owns `waitpid(-1)` and hands each status to its
+/// owner. `DefaultWaiter` picks whichever applies, so library code that just calls
+/// `Command.run()` stays correct inside `stack-entrypoint`.
 public protocol ProcessWaiter: Sendable {
     /// Starts `command` so that this waiter will see its exit.
     func spawn(_ command: Command) throws -> ChildProcess
@@ -9,13 +10,14 @@ public protocol ProcessWaiter: Sendable {
     func waitForExit(_ child: ChildProcess) async throws -> ExitStatus
 }
 
-/// `waitpid(pid)` on a thread of its own: right whenever nothing in the process calls
-/// `waitpid(-1)`.
-public struct DirectWaiter: ProcessWaiter {
+/// The active `Reaper` when the process has one (`Reaper.current`), else `waitpid(pid)`
+/// on a thread of its own.
+public struct DefaultWaiter: ProcessWaiter {
     public init() {}
 
     public func spawn(_ command: Command) throws -> ChildProcess {
-        try command.spawn()
+        if let reaper = Reaper.current { return try reaper.spawn(command) }
+        return try command.spawn()
     }
 
     public func waitForExit(_ child: ChildProcess) async throws -> ExitStatus {

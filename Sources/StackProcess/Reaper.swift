@@ -17,8 +17,9 @@ import Darwin
 /// unclaimed), each status goes to whoever waits for that pid, and anything else
 /// (re-parented orphans) is reaped and logged at debug.
 ///
-/// Use it as the `waiter:` of `Command.run` for helper commands while it is active;
-/// never call `ChildProcess.waitForExit()` (a plain `waitpid(pid)`) alongside it.
+/// Once created it is `Reaper.current`, and `ChildProcess.waitForExit()`,
+/// `exitStatusIfEnded()` and `Command.run`'s default waiter go through it, so code that
+/// knows nothing about it stays correct. Raw `waitpid` calls elsewhere would not.
 public final class Reaper: ProcessWaiter, Sendable {
     public struct Configuration: Sendable {
         /// Become a child subreaper (`PR_SET_CHILD_SUBREAPER`) unless we are PID 1, so
@@ -50,6 +51,11 @@ public final class Reaper: ProcessWaiter, Sendable {
         var nextWaiterID = 0
     }
 
+    private static let active = Mutex<Reaper?>(nil)
+
+    /// The process's Reaper, once one has been created.
+    public static var current: Reaper? { active.withLock { $0 } }
+
     public let configuration: Configuration
     /// `true` when orphaned descendants are re-parented to us (PID 1 or subreaper).
     public let adoptsOrphans: Bool
@@ -71,6 +77,7 @@ public final class Reaper: ProcessWaiter, Sendable {
         }
         adoptsOrphans = adopts
         try signals.attachChildExitHandler { [weak self] in self?.reapAvailable() }
+        Reaper.active.withLock { $0 = self }
         reapAvailable()
     }
 
@@ -127,6 +134,29 @@ public final class Reaper: ProcessWaiter, Sendable {
             case .notAChild:
                 continuation.resume(throwing: ProcessError(.notAChild, "pid \(pid) is not a child of this process and no exit status is kept for it"))
             }
+        }
+    }
+
+    /// The status of our child `pid` if it has ended (collecting it), `nil` while it
+    /// runs; throws `notAChild` like `wait(for:)`.
+    public func statusIfEnded(_ pid: pid_t) throws -> ExitStatus? {
+        enum Lookup { case ended(ExitStatus), running, notAChild }
+        let lookup: Lookup = state.withLock { state in
+            if let registration = state.registered[pid] {
+                guard let status = registration.status else { return .running }
+                if registration.waiters.isEmpty { state.registered[pid] = nil }
+                return .ended(status)
+            }
+            if let index = state.unclaimed.firstIndex(where: { $0.pid == pid }) {
+                return .ended(state.unclaimed.remove(at: index).status)
+            }
+            var info = siginfo_t()
+            return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 ? .running : .notAChild
+        }
+        switch lookup {
+        case .ended(let status): return status
+        case .running: return nil
+        case .notAChild: throw ProcessError(.notAChild, "pid \(pid) is not a child of this process and no exit status is kept for it")
         }
     }
 

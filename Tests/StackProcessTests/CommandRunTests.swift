@@ -5,7 +5,7 @@ import Testing
 import Glibc
 #endif
 
-/// `Command.run` in the test process itself (DirectWaiter: waitpid on its own pid only,
+/// `Command.run` in the test process itself (no Reaper here: waitpid on its own pid only,
 /// safe beside the other tests).
 @Suite("Command.run cancellation and /proc parsing")
 struct CommandRunTests {

@@ -261,15 +261,17 @@ struct SupervisorTests {
     }
 
     /// The Reaper owns waitpid(-1) yet every concurrent command gets its own status and
-    /// output, while orphans are reaped in between and a child started without the
-    /// Reaper is still collected by `wait(for:)`.
+    /// output, while orphans are reaped in between; a command run with the default
+    /// waiter and a child spawned without the Reaper (plain `spawn` + `waitForExit`) get
+    /// theirs through `Reaper.current`.
     @Test func reaperHandsEachStatusToItsOwner() async throws {
         try await HarnessProcess.with([
             "reap-concurrently", "--orphans", "3", "--log-level", "debug",
-            "--unregistered", "sleep 0.1; exit 4",
+            "--unregistered", "exit 4",
             "--command", "slow=sleep 0.3; echo A; exit 7",
             "--command", "fast=echo B; exit 9",
             "--command", "killed=kill -9 $$",
+            "--command", "plain=sleep 0.1; echo P; exit 5",
         ]) { harness in
             let status = try await harness.waitForExit()
             #expect(status == .exited(0))
@@ -277,6 +279,7 @@ struct SupervisorTests {
             #expect(lines.contains("command:slow status=7 stdout=A"))
             #expect(lines.contains("command:fast status=9 stdout=B"))
             #expect(lines.contains("command:killed status=137 stdout="))
+            #expect(lines.contains("command:plain status=5 stdout=P"))
             #expect(lines.contains("unregistered status=4"))
             #expect(harness.log.lines.filter { $0.contains("reaped orphan") }.count >= 3)
             let summary = try #require(lines.first { $0.hasPrefix("reaped ") })

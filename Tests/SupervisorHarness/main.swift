@@ -90,25 +90,20 @@ case .reapConcurrently:
     for _ in 0..<options.orphans {
         _ = try? await shell("sleep 0.05 & exit 0").run(waiter: reaper)
     }
-    // A child started without the Reaper: its status must still reach `wait(for:)`.
+    // A child started by code that knows nothing of the Reaper: `waitForExit()` must
+    // still get its status (ChildProcess delegates to `Reaper.current`).
     let unregistered = try options.unregistered.map { try shell($0).spawn() }
     let results = await withTaskGroup(of: String.self) { group in
         for child in options.children {
             group.addTask {
                 do {
-                    let output = try await shell(child.script).run(timeout: .seconds(30), waiter: reaper)
+                    // Names starting with "plain" use the default waiter, as library code would.
+                    let output = child.name.hasPrefix("plain")
+                        ? try await shell(child.script).run(timeout: .seconds(30))
+                        : try await shell(child.script).run(timeout: .seconds(30), waiter: reaper)
                     return "command:\(child.name) status=\(output.status.shellCode) stdout=\(output.standardOutputText.split(separator: "\n").joined(separator: "|"))"
                 } catch {
                     return "command:\(child.name) error=\(error)"
-                }
-            }
-        }
-        if let unregistered {
-            group.addTask {
-                do {
-                    return "unregistered status=\(try await reaper.wait(for: unregistered.pid).shellCode)"
-                } catch {
-                    return "unregistered error=\(error)"
                 }
             }
         }
@@ -117,6 +112,14 @@ case .reapConcurrently:
         return lines
     }
     for line in results.sorted() { HarnessOutput.line(line) }
+    if let unregistered {
+        // Asked only now, long after the Reaper reaped it as an unregistered child.
+        do {
+            HarnessOutput.line("unregistered status=\(try await unregistered.waitForExit().shellCode)")
+        } catch {
+            HarnessOutput.line("unregistered error=\(error)")
+        }
+    }
     let remaining = ProcessTable.children().filter { !$0.isZombie }
     let reaped = reaper.reapCount
     // Orphans still sleeping when the commands ended: wait for them (bounded).
