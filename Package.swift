@@ -57,7 +57,8 @@ let package = Package(
         // MARK: tests (real processes: PostgreSQL, supervisord, QEMU, qemu-ga, node)
         .target(name: "TestSupport", dependencies: ["StackCore", "StackProcess", "CSystem"], path: "Tests/TestSupport"),
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),
-        .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport"]),
+        .executableTarget(name: "supervisor-harness", dependencies: ["StackProcess", "StackCore", log], path: "Tests/SupervisorHarness"),
+        .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport", "supervisor-harness"]),
         .testTarget(name: "StackRewriteTests", dependencies: ["StackRewrite", "TestSupport"]),
         .testTarget(name: "StackPostgresTests", dependencies: ["StackPostgres", "TestSupport", log]),
         .testTarget(name: "SupervisordTests", dependencies: ["Supervisord", "TestSupport"]),
