@@ -109,9 +109,11 @@ public struct DemoGuest: Sendable {
             throw StackError(.demoGuestUnavailable, "guest/build-demo-guest did not finish: \(error)")
         }
         guard output.status.isSuccess else {
-            let tail = output.standardErrorText.split(separator: "\n").suffix(6).joined(separator: " | ")
+            let log = output.standardErrorText
+            let tail = log.split(separator: "\n").suffix(4).joined(separator: " | ")
+            let hint = log.contains("apt-get") ? " (the first build downloads the kernel package: it needs network access to the Debian archive)" : ""
             throw StackError(.demoGuestUnavailable,
-                             "guest/build-demo-guest failed (\(output.status)): \(tail) — the first build downloads the Debian kernel package and needs network access; run guest/build-demo-guest by hand for the full log")
+                             "guest/build-demo-guest failed (\(output.status)): \(tail)\(hint); run it by hand for the full log")
         }
         return try DemoGuest(directory: options.outputDirectory)
     }
