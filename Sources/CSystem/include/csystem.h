@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "csystem_files.h"
 
 #ifdef __cplusplus
 extern "C" {
