@@ -47,6 +47,7 @@ func options(_ arguments: Arguments) -> RewriteOptions {
     var options = RewriteOptions()
     if let workers = arguments.int("workers") { options.workers = workers }
     if let kilobytes = arguments.int("buffer-kb") { options.bufferSize = kilobytes * 1024 }
+
     switch arguments.flags["durability"] {
     case "sync-at-end": options.durability = .syncFileSystemAtEnd
     case "fsync-each": options.durability = .fsyncEachFile

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 ssize_t cs_copy_file_range(int in_fd, int out_fd, size_t length) {
@@ -52,4 +53,31 @@ int cs_linkat_tmpfile(int fd, int dirfd, const char *name) {
     return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
 }
 
-long cs_utime_omit(void) { return UTIME_OMIT; }
+ssize_t cs_getdents64(int fd, void *buffer, size_t length) {
+#ifdef SYS_getdents64
+    long n;
+    do {
+        n = syscall(SYS_getdents64, fd, buffer, length);
+    } while (n < 0 && errno == EINTR);
+    return n >= 0 ? (ssize_t)n : -errno;
+#else
+    (void)fd; (void)buffer; (void)length;
+    return -ENOSYS;
+#endif
+}
+
+int cs_current_umask(void) {
+    FILE *status = fopen("/proc/self/status", "re");
+    if (status == NULL) return -errno;
+    char line[256];
+    int mask = -ENOSYS;
+    while (fgets(line, sizeof line, status) != NULL) {
+        unsigned int value;
+        if (sscanf(line, "Umask: %o", &value) == 1) {
+            mask = (int)(value & 0777);
+            break;
+        }
+    }
+    fclose(status);
+    return mask;
+}

@@ -33,7 +33,6 @@ struct DirectoryEntry: Sendable {
 /// `*at` system calls relative to directory descriptors, retrying on EINTR, throwing
 /// `RewriteError` with the path built lazily (it is only needed on failure).
 enum FileSystem {
-    static let readOnlyNoFollow = O_RDONLY | O_NOFOLLOW | O_CLOEXEC
     /// O_NONBLOCK: if a FIFO was swapped in after readdir, open must not hang on it.
     static let fileOpenFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
     static let directoryOpenFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
@@ -89,35 +88,31 @@ enum FileSystem {
         }
     }
 
-    /// Lists a directory (without "." and ".."). Reads the whole listing first so no
-    /// directory stream stays open while the walk descends.
-    static func list(_ directory: Int32, path: @autoclosure () -> String) throws -> [DirectoryEntry] {
-        let copy = dup(directory)
-        guard copy >= 0 else { throw RewriteError.systemCall("list directory", path: path(), errno: errno) }
-        guard let stream = fdopendir(copy) else {
-            let code = errno
-            close(copy)
-            throw RewriteError.systemCall("list directory", path: path(), errno: code)
-        }
-        defer { closedir(stream) }
-        rewinddir(stream)
+    /// Lists a directory (without "." and "..") from a freshly opened descriptor.
+    static func list(_ directory: Int32, buffer: UnsafeMutableRawBufferPointer, path: @autoclosure () -> String) throws -> [DirectoryEntry] {
         var entries: [DirectoryEntry] = []
         while true {
-            errno = 0
-            guard let entry = readdir(stream) else {
-                if errno != 0 { throw RewriteError.systemCall("list directory", path: path(), errno: errno) }
-                return entries
+            let filled = cs_getdents64(directory, buffer.baseAddress, buffer.count)
+            if filled == 0 { return entries }
+            guard filled > 0 else { throw RewriteError.systemCall("list directory", path: path(), errno: Int32(-filled)) }
+            var offset = 0
+            while offset < filled {
+                let record = buffer.baseAddress! + offset
+                let length = Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+                let type = record.load(fromByteOffset: 18, as: UInt8.self)
+                let name = (record + 19).assumingMemoryBound(to: CChar.self)
+                offset += length
+                let count = strlen(name)
+                if name[0] == 0x2E && (count == 1 || (count == 2 && name[1] == 0x2E)) { continue }
+                entries.append(DirectoryEntry(name: FileName(Array(UnsafeBufferPointer(start: name, count: count + 1))), type: type))
             }
-            let name: [CChar] = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { cName in
-                    let length = strlen(cName)
-                    return Array(UnsafeBufferPointer(start: cName, count: length + 1))
-                }
-            }
-            if name.count == 2 && name[0] == 0x2E { continue }
-            if name.count == 3 && name[0] == 0x2E && name[1] == 0x2E { continue }
-            entries.append(DirectoryEntry(name: FileName(name), type: entry.pointee.d_type))
         }
+    }
+
+    static func list(_ directory: Int32, path: @autoclosure () -> String) throws -> [DirectoryEntry] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        return try list(directory, buffer: buffer, path: path())
     }
 
     /// The target text of a symlink, byte for byte (NUL-terminated).

@@ -8,21 +8,28 @@ import Glibc
 import Darwin
 #endif
 
-/// One pass over a source tree: the calling thread lists directories (and, when
-/// copying, creates them); worker threads copy or rewrite the files and symlinks it
-/// queues. Shared by `TreeCopier` and `TreeRewriter`.
+/// One pass over a source tree, shared by `TreeCopier` and `TreeRewriter`.
+///
+/// Every worker thread takes tasks from one LIFO stack: open a subdirectory (creating
+/// its copy), list a directory (queueing its subdirectories and batches of its
+/// files), or handle a batch of files and symlinks. Directories are therefore walked,
+/// created and filled in parallel, with one queue operation per directory or batch
+/// rather than per file.
 final class TreeWalk: Sendable {
     enum Mode: Sendable {
         case copy(destination: String)
         case inPlace
     }
 
-    struct Job: Sendable {
-        enum Kind: Sendable { case file, symlink }
-        let kind: Kind
-        let directory: DirectoryHandle
-        let name: FileName
+    enum Task: Sendable {
+        case open(parent: DirectoryHandle, name: FileName)
+        case list(DirectoryHandle)
+        case entries(DirectoryHandle, ArraySlice<DirectoryEntry>)
     }
+
+    /// Files handled per task: big enough to amortise the queue, small enough that a
+    /// huge directory is shared between workers.
+    static let batchSize = 64
 
     let mode: Mode
     let sourceRoot: String
@@ -35,6 +42,9 @@ final class TreeWalk: Sendable {
     let changesOwnership: Bool
     let userID: uid_t
     let groupID: gid_t
+    /// The umask, when known: files whose mode survives it are created with their
+    /// final mode, saving an fchmod each.
+    let umask: mode_t?
     private let lateFailure = Mutex<(any Error)?>(nil)
     private let finished = Mutex<[WorkerReport]>([])
 
@@ -43,6 +53,16 @@ final class TreeWalk: Sendable {
         var summary = CopySummary()
         var replacedNames = Set<String>()
         var unresolvedNames = Set<String>()
+    }
+
+    /// Identity of a directory (device, inode).
+    struct Identity: Equatable, Sendable {
+        let device: UInt
+        let inode: UInt
+        init(_ st: stat) {
+            device = UInt(st.st_dev)
+            inode = UInt(st.st_ino)
+        }
     }
 
     init(mode: Mode, source: String, rule: RewriteRule?, scope: String?, options: RewriteOptions) throws {
@@ -54,34 +74,35 @@ final class TreeWalk: Sendable {
         userID = geteuid()
         groupID = getegid()
         changesOwnership = options.preserveOwnership && userID == 0
+        let mask = cs_current_umask()
+        umask = mask >= 0 ? mode_t(mask) : nil
     }
 
     func run() throws -> CopySummary {
         let clock = ContinuousClock()
         let start = clock.now
-        // Enough queued jobs to keep workers busy while the walker lists a directory;
-        // few enough to bound the descriptors held open by queued jobs.
-        let queue = WorkQueue<Job>(capacity: 128 * options.workers)
-        let threads = (0..<options.workers).map { index in
-            WorkerThread.start { [self] in work(queue, index: index) }
-        }
-        var report = WorkerReport()
+        let tasks = TaskStack<Task>()
+        let destinationIdentity: Identity?
         do {
-            try walk(queue, report: &report)
-        } catch {
-            queue.fail(error)
+            let (root, identity) = try openRoots()
+            destinationIdentity = identity
+            tasks.push(.list(root))
         }
-        queue.close()
+        let threads = (0..<options.workers).map { index in
+            WorkerThread.start { [self] in work(tasks, index: index, destinationIdentity: destinationIdentity) }
+        }
         threads.forEach(WorkerThread.join)
-        if let failure = queue.firstFailure { throw failure }
+        if let failure = tasks.firstFailure { throw failure }
         if let failure = lateFailure.withLock({ $0 }) { throw failure }
 
         var replaced = Set<String>(), unresolved = Set<String>()
-        var summary = report.summary
+        var summary = CopySummary()
         for worker in finished.withLock({ $0 }) {
             summary.filesCopied += worker.summary.filesCopied
             summary.bytesCopied += worker.summary.bytesCopied
+            summary.directories += worker.summary.directories
             summary.symlinks += worker.summary.symlinks
+            summary.specialFilesSkipped += worker.summary.specialFilesSkipped
             summary.rewrite.filesScanned += worker.summary.rewrite.filesScanned
             summary.rewrite.filesChanged += worker.summary.rewrite.filesChanged
             summary.rewrite.tokensReplaced += worker.summary.rewrite.tokensReplaced
@@ -99,83 +120,27 @@ final class TreeWalk: Sendable {
         return summary
     }
 
-    // MARK: worker threads
-
-    private func work(_ queue: WorkQueue<Job>, index: Int) {
-        let worker = TreeWorker(walk: self, index: index)
-        while let job = queue.pop() {
+    private func work(_ tasks: TaskStack<Task>, index: Int, destinationIdentity: Identity?) {
+        let worker = TreeWorker(walk: self, index: index, tasks: tasks, destinationIdentity: destinationIdentity)
+        while let task = tasks.pop() {
             do {
-                try worker.process(job)
+                try worker.process(task)
             } catch {
-                queue.fail(error)
-                break
+                tasks.fail(error)
             }
+            tasks.finished()
         }
         let report = worker.report()
         finished.withLock { $0.append(report) }
     }
 
-    /// Failures found outside a job (setting a directory's attributes when its last
-    /// job finished).
+    /// Failures found outside a task (setting a directory's attributes when the last
+    /// task using it finished).
     func recordLateFailure(_ error: any Error) {
         lateFailure.withLock { if $0 == nil { $0 = error } }
     }
 
-    // MARK: the walk
-
-    private struct Frame {
-        let directory: DirectoryHandle
-        let entries: [DirectoryEntry]
-        var next = 0
-    }
-
-    /// Identity of the destination root, so a destination inside the source is not
-    /// copied into itself.
-    private struct Identity: Equatable {
-        let device: UInt
-        let inode: UInt
-        init(_ st: stat) {
-            device = UInt(st.st_dev)
-            inode = UInt(st.st_ino)
-        }
-    }
-
-    private func walk(_ queue: WorkQueue<Job>, report: inout WorkerReport) throws {
-        let (root, destinationIdentity) = try openRoots()
-        var stack = [Frame(directory: root, entries: try FileSystem.list(root.source, path: root.sourcePath))]
-        while let top = stack.indices.last {
-            guard stack[top].next < stack[top].entries.count else {
-                stack.removeLast()
-                continue
-            }
-            let entry = stack[top].entries[stack[top].next]
-            stack[top].next += 1
-            let parent = stack[top].directory
-
-            var type = Int(entry.type)
-            if type == Int(DT_UNKNOWN) {
-                guard let st = try FileSystem.linkStatus(parent.source, entry.name, path: parent.sourcePath(of: entry.name)) else { continue }
-                type = FileSystem.isDirectory(st) ? Int(DT_DIR) : FileSystem.isRegular(st) ? Int(DT_REG)
-                    : FileSystem.isSymlink(st) ? Int(DT_LNK) : Int(DT_FIFO)
-            }
-            switch type {
-            case Int(DT_DIR):
-                guard let child = try openChild(entry.name, in: parent, destinationIdentity: destinationIdentity) else { continue }
-                if child.destination >= 0 { report.summary.directories += 1 }
-                stack.append(Frame(directory: child, entries: try FileSystem.list(child.source, path: child.sourcePath)))
-            case Int(DT_REG):
-                guard queue.push(Job(kind: .file, directory: parent, name: entry.name)) else { return }
-            case Int(DT_LNK):
-                // Symlinks are copied as symlinks and never followed, in either mode.
-                if case .copy = mode {
-                    guard queue.push(Job(kind: .symlink, directory: parent, name: entry.name)) else { return }
-                }
-            default:
-                report.summary.specialFilesSkipped += 1
-                options.logger?.debug("skipping special file (FIFO, socket or device)", metadata: ["path": "\(parent.sourcePath(of: entry.name))"])
-            }
-        }
-    }
+    // MARK: roots
 
     private func openRoots() throws -> (DirectoryHandle, Identity?) {
         let source = open(sourceRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -188,80 +153,22 @@ final class TreeWalk: Sendable {
             return (handle, nil)
         }
         let destinationPath = TreeWalk.trimmed(destinationRoot)
-        let destination: Int32
-        let destinationStatus: stat
+        var destination: Int32 = -1
         do {
             do { try POSIX.makeDirectories(destinationPath) } catch let error as StackError {
                 throw RewriteError(.systemCall, "create directory \(destinationPath): \(error.message)", path: destinationPath, errno: error.errno)
             }
             destination = open(destinationPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard destination >= 0 else { throw RewriteError.systemCall("open directory", path: destinationPath, errno: errno) }
-            destinationStatus = try FileSystem.status(of: destination, path: destinationPath)
-        } catch {
-            close(source)
-            throw error
-        }
-        do {
+            let destinationStatus = try FileSystem.status(of: destination, path: destinationPath)
             if Identity(sourceStatus) == Identity(destinationStatus) {
                 throw RewriteError(.invalidTree, "cannot copy \(sourceRoot) onto itself (\(destinationPath) is the same directory); rewrite it in place instead",
                                    path: destinationPath)
             }
             try ensureWritable(destination, status: destinationStatus, path: destinationPath)
-        } catch {
-            close(source)
-            close(destination)
-            throw error
-        }
-        let handle = DirectoryHandle(source: source, destination: destination, sourcePath: sourceRoot, destinationPath: destinationPath,
-                                     relativePath: "", rewrites: scope == nil, attributes: FileAttributes(sourceStatus), walk: self)
-        return (handle, Identity(destinationStatus))
-    }
-
-    /// Opens a subdirectory of the source and, when copying, creates or reuses its copy.
-    /// nil when it vanished or must be skipped.
-    private func openChild(_ name: FileName, in parent: DirectoryHandle, destinationIdentity: Identity?) throws -> DirectoryHandle? {
-        let sourcePath = parent.sourcePath(of: name)
-        let relativePath = parent.relativePath.isEmpty ? name.display : parent.relativePath + "/" + name.display
-        let rewrites = parent.rewrites || relativePath == scope
-        let source = FileSystem.openAt(parent.source, name, FileSystem.directoryOpenFlags)
-        if source == -ENOENT || source == -ENOTDIR || source == -ELOOP { return nil } // changed since listed
-        guard source >= 0 else { throw RewriteError.systemCall("open directory", path: sourcePath, errno: -source) }
-        guard let destinationIdentity else {
-            return DirectoryHandle(source: source, destination: -1, sourcePath: sourcePath, destinationPath: "",
-                                   relativePath: relativePath, rewrites: rewrites, attributes: nil, walk: self)
-        }
-        var destination: Int32 = -1
-        do {
-            let sourceStatus = try FileSystem.status(of: source, path: sourcePath)
-            if Identity(sourceStatus) == destinationIdentity {
-                options.logger?.debug("not copying the destination into itself", metadata: ["path": "\(sourcePath)"])
-                close(source)
-                return nil
-            }
-            let destinationPath = parent.destinationPath(of: name)
-            var created = name.withCString { mkdirat(parent.destination, $0, 0o700) } == 0
-            if !created && errno != EEXIST { throw RewriteError.systemCall("create directory", path: destinationPath, errno: errno) }
-            destination = FileSystem.openAt(parent.destination, name, FileSystem.directoryOpenFlags)
-            if destination == -ENOTDIR || destination == -ELOOP {
-                // A file or symlink is where the directory goes: replace it, never follow it.
-                options.logger?.debug("replacing a non-directory in the destination", metadata: ["path": "\(destinationPath)"])
-                try FileSystem.remove(parent.destination, name, path: destinationPath)
-                guard name.withCString({ mkdirat(parent.destination, $0, 0o700) }) == 0 else {
-                    throw RewriteError.systemCall("create directory", path: destinationPath, errno: errno)
-                }
-                created = true
-                destination = FileSystem.openAt(parent.destination, name, FileSystem.directoryOpenFlags)
-            }
-            guard destination >= 0 else { throw RewriteError.systemCall("open directory", path: destinationPath, errno: -destination) }
-            if !created {
-                let destinationStatus = try FileSystem.status(of: destination, path: destinationPath)
-                if Identity(destinationStatus) == Identity(sourceStatus) {
-                    throw RewriteError(.invalidTree, "\(destinationPath) is the same directory as \(sourcePath); cannot copy onto itself", path: destinationPath)
-                }
-                try ensureWritable(destination, status: destinationStatus, path: destinationPath)
-            }
-            return DirectoryHandle(source: source, destination: destination, sourcePath: sourcePath, destinationPath: destinationPath,
-                                   relativePath: relativePath, rewrites: rewrites, attributes: FileAttributes(sourceStatus), walk: self)
+            let handle = DirectoryHandle(source: source, destination: destination, sourcePath: sourceRoot, destinationPath: destinationPath,
+                                         relativePath: "", rewrites: scope == nil, attributes: FileAttributes(sourceStatus), walk: self)
+            return (handle, Identity(destinationStatus))
         } catch {
             close(source)
             if destination >= 0 { close(destination) }
@@ -271,7 +178,7 @@ final class TreeWalk: Sendable {
 
     /// A copy made earlier from a read-only source directory is read-only too; open it
     /// up while filling it (its final mode is set again when done).
-    private func ensureWritable(_ fd: Int32, status: stat, path: String) throws {
+    func ensureWritable(_ fd: Int32, status: stat, path: String) throws {
         guard status.st_mode & 0o700 != 0o700, userID != 0 else { return }
         guard fchmod(fd, (status.st_mode & 0o7777) | 0o700) == 0 else {
             throw RewriteError.systemCall("make writable", path: path, errno: errno)
@@ -280,15 +187,29 @@ final class TreeWalk: Sendable {
 
     // MARK: attributes
 
+    /// The mode to create a copy with, and whether it still needs an fchmod (special
+    /// bits, bits the umask removes, or an unknown umask).
+    func creationMode(for mode: mode_t) -> (mode: mode_t, needsChmod: Bool) {
+        let permissions = mode & 0o7777
+        guard let umask, permissions & 0o7000 == 0, permissions & umask == 0 else { return (0o600, true) }
+        return (permissions, false)
+    }
+
     /// Owner (as root), mode and times of a copied file or directory.
-    func apply(_ attributes: FileAttributes, to fd: Int32, path: @autoclosure () -> String) throws {
-        if changesOwnership && (attributes.owner != userID || attributes.group != groupID) {
+    /// `setMode: false` only when the file already has the mode (never for set-id
+    /// files, whose bits chown would clear). `owner`: the copy's current owner.
+    func apply(_ attributes: FileAttributes, to fd: Int32, setMode: Bool = true, owner: (uid_t, gid_t)? = nil,
+               path: @autoclosure () -> String) throws {
+        let current = owner ?? (userID, groupID)
+        if changesOwnership && (attributes.owner != current.0 || attributes.group != current.1) {
             // Best effort: ids unmapped in a user namespace cannot be given away.
             if fchown(fd, attributes.owner, attributes.group) != 0 && errno != EPERM && errno != EINVAL {
                 throw RewriteError.systemCall("set owner of", path: path(), errno: errno)
             }
         }
-        guard fchmod(fd, attributes.mode & 0o7777) == 0 else { throw RewriteError.systemCall("set mode of", path: path(), errno: errno) }
+        if setMode {
+            guard fchmod(fd, attributes.mode & 0o7777) == 0 else { throw RewriteError.systemCall("set mode of", path: path(), errno: errno) }
+        }
         var times = attributes.times
         let rc = withUnsafePointer(to: &times) { $0.withMemoryRebound(to: timespec.self, capacity: 2) { futimens(fd, $0) } }
         guard rc == 0 else { throw RewriteError.systemCall("set times of", path: path(), errno: errno) }

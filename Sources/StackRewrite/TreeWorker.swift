@@ -5,21 +5,26 @@ import Glibc
 import Darwin
 #endif
 
-/// The per-thread half of a `TreeWalk`: copies or rewrites one file or symlink at a
-/// time with its own buffer and engine. Lives on one thread only.
+/// The per-thread half of a `TreeWalk`: opens and lists directories, copies or
+/// rewrites files and symlinks, with its own buffers and engine. Lives on one thread.
 final class TreeWorker {
     private let walk: TreeWalk
     private let index: Int
+    private let tasks: TaskStack<TreeWalk.Task>
+    private let destinationIdentity: TreeWalk.Identity?
     private let engine: StreamRewriter?
     /// The buffer for plain copies: the engine's, or one of our own.
     private let scratch: UnsafeMutableRawBufferPointer
     private let ownsScratch: Bool
+    private let listing = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
     private var summary = CopySummary()
     private var temporaryCounter = 0
 
-    init(walk: TreeWalk, index: Int) {
+    init(walk: TreeWalk, index: Int, tasks: TaskStack<TreeWalk.Task>, destinationIdentity: TreeWalk.Identity?) {
         self.walk = walk
         self.index = index
+        self.tasks = tasks
+        self.destinationIdentity = destinationIdentity
         if let rule = walk.rule {
             let engine = StreamRewriter(rule: rule, bufferSize: walk.options.bufferSize, maximumTokenLength: walk.options.maximumTokenLength)
             self.engine = engine
@@ -34,6 +39,7 @@ final class TreeWorker {
 
     deinit {
         if ownsScratch { scratch.deallocate() }
+        listing.deallocate()
     }
 
     func report() -> TreeWalk.WorkerReport {
@@ -46,12 +52,119 @@ final class TreeWorker {
         return report
     }
 
-    func process(_ job: TreeWalk.Job) throws {
-        switch (walk.mode, job.kind) {
-        case (.copy, .file): try copyFile(job.name, in: job.directory)
-        case (.copy, .symlink): try copySymlink(job.name, in: job.directory)
-        case (.inPlace, .file): try rewriteInPlace(job.name, in: job.directory)
-        case (.inPlace, .symlink): break
+    func process(_ task: TreeWalk.Task) throws {
+        switch task {
+        case .open(let parent, let name):
+            guard let directory = try openChild(name, in: parent) else { return }
+            try list(directory)
+        case .list(let directory):
+            try list(directory)
+        case .entries(let directory, let entries):
+            try handle(entries, in: directory)
+        }
+    }
+
+    // MARK: directories
+
+    /// Queues the subdirectories and all but the first batch of entries, then handles
+    /// that batch here.
+    private func list(_ directory: DirectoryHandle) throws {
+        let entries = try FileSystem.list(directory.source, buffer: listing, path: directory.sourcePath)
+        var subdirectories: [TreeWalk.Task] = []
+        var others: [DirectoryEntry] = []
+        others.reserveCapacity(entries.count)
+        for entry in entries {
+            if Int(entry.type) == Int(DT_DIR) {
+                subdirectories.append(.open(parent: directory, name: entry.name))
+            } else {
+                others.append(entry)
+            }
+        }
+        tasks.push(contentsOf: subdirectories)
+        let batches = stride(from: 0, to: others.count, by: TreeWalk.batchSize).map {
+            others[$0..<min($0 + TreeWalk.batchSize, others.count)]
+        }
+        if batches.count > 1 { tasks.push(contentsOf: batches.dropFirst().map { .entries(directory, $0) }) }
+        if let first = batches.first { try handle(first, in: directory) }
+    }
+
+    private func handle(_ entries: ArraySlice<DirectoryEntry>, in directory: DirectoryHandle) throws {
+        for entry in entries {
+            var type = Int(entry.type)
+            if type == Int(DT_UNKNOWN) {
+                // File systems that do not report types in readdir.
+                guard let st = try FileSystem.linkStatus(directory.source, entry.name, path: directory.sourcePath(of: entry.name)) else { continue }
+                type = FileSystem.isDirectory(st) ? Int(DT_DIR) : FileSystem.isRegular(st) ? Int(DT_REG)
+                    : FileSystem.isSymlink(st) ? Int(DT_LNK) : Int(DT_FIFO)
+            }
+            switch (type, walk.mode) {
+            case (Int(DT_DIR), _):
+                tasks.push(.open(parent: directory, name: entry.name))
+            case (Int(DT_REG), .copy):
+                try copyFile(entry.name, in: directory)
+            case (Int(DT_REG), .inPlace):
+                try rewriteInPlace(entry.name, in: directory)
+            case (Int(DT_LNK), .copy):
+                try copySymlink(entry.name, in: directory)
+            case (Int(DT_LNK), .inPlace):
+                break // never followed
+            default:
+                summary.specialFilesSkipped += 1
+                walk.options.logger?.debug("skipping special file (FIFO, socket or device)", metadata: ["path": "\(directory.sourcePath(of: entry.name))"])
+            }
+        }
+    }
+
+    /// Opens a subdirectory of the source and, when copying, creates or reuses its copy.
+    /// nil when it vanished or must be skipped.
+    private func openChild(_ name: FileName, in parent: DirectoryHandle) throws -> DirectoryHandle? {
+        let sourcePath = parent.sourcePath(of: name)
+        let relativePath = parent.relativePath.isEmpty ? name.display : parent.relativePath + "/" + name.display
+        let rewrites = parent.rewrites || relativePath == walk.scope
+        let source = FileSystem.openAt(parent.source, name, FileSystem.directoryOpenFlags)
+        if source == -ENOENT || source == -ENOTDIR || source == -ELOOP { return nil } // changed since listed
+        guard source >= 0 else { throw RewriteError.systemCall("open directory", path: sourcePath, errno: -source) }
+        guard let destinationIdentity else {
+            return DirectoryHandle(source: source, destination: -1, sourcePath: sourcePath, destinationPath: "",
+                                   relativePath: relativePath, rewrites: rewrites, attributes: nil, walk: walk)
+        }
+        var destination: Int32 = -1
+        do {
+            let sourceStatus = try FileSystem.status(of: source, path: sourcePath)
+            if TreeWalk.Identity(sourceStatus) == destinationIdentity {
+                walk.options.logger?.debug("not copying the destination into itself", metadata: ["path": "\(sourcePath)"])
+                close(source)
+                return nil
+            }
+            let destinationPath = parent.destinationPath(of: name)
+            var created = name.withCString { mkdirat(parent.destination, $0, 0o700) } == 0
+            if !created && errno != EEXIST { throw RewriteError.systemCall("create directory", path: destinationPath, errno: errno) }
+            destination = FileSystem.openAt(parent.destination, name, FileSystem.directoryOpenFlags)
+            if destination == -ENOTDIR || destination == -ELOOP {
+                // A file or symlink is where the directory goes: replace it, never follow it.
+                walk.options.logger?.debug("replacing a non-directory in the destination", metadata: ["path": "\(destinationPath)"])
+                try FileSystem.remove(parent.destination, name, path: destinationPath)
+                guard name.withCString({ mkdirat(parent.destination, $0, 0o700) }) == 0 else {
+                    throw RewriteError.systemCall("create directory", path: destinationPath, errno: errno)
+                }
+                created = true
+                destination = FileSystem.openAt(parent.destination, name, FileSystem.directoryOpenFlags)
+            }
+            guard destination >= 0 else { throw RewriteError.systemCall("open directory", path: destinationPath, errno: -destination) }
+            if !created {
+                let destinationStatus = try FileSystem.status(of: destination, path: destinationPath)
+                if TreeWalk.Identity(destinationStatus) == TreeWalk.Identity(sourceStatus) {
+                    throw RewriteError(.invalidTree, "\(destinationPath) is the same directory as \(sourcePath); cannot copy onto itself", path: destinationPath)
+                }
+                try walk.ensureWritable(destination, status: destinationStatus, path: destinationPath)
+            }
+            summary.directories += 1
+            return DirectoryHandle(source: source, destination: destination, sourcePath: sourcePath, destinationPath: destinationPath,
+                                   relativePath: relativePath, rewrites: rewrites, attributes: FileAttributes(sourceStatus), walk: walk)
+        } catch {
+            close(source)
+            if destination >= 0 { close(destination) }
+            throw error
         }
     }
 
@@ -65,7 +178,8 @@ final class TreeWorker {
         let status = try FileSystem.status(of: input, path: directory.sourcePath(of: name))
         guard FileSystem.isRegular(status) else { return } // replaced by something else since listed
 
-        let output = try createDestinationFile(name, in: directory)
+        let destination = try openDestinationFile(name, in: directory, source: status)
+        let output = destination.fd
         var closed = false
         defer { if !closed { close(output) } }
         let size = Int64(status.st_size)
@@ -82,7 +196,8 @@ final class TreeWorker {
             _ = try FileSystem.copyData(from: input, to: output, count: size, scratch: scratch, kernelCopy: walk.kernelCopy,
                                         inputPath: directory.sourcePath(of: name), outputPath: directory.destinationPath(of: name))
         }
-        try walk.apply(FileAttributes(status), to: output, path: directory.destinationPath(of: name))
+        try walk.apply(FileAttributes(status), to: output, setMode: destination.needsChmod, owner: destination.owner,
+                       path: directory.destinationPath(of: name))
         closed = true
         if close(output) != 0 && errno != EINTR {
             throw RewriteError.systemCall("write", path: directory.destinationPath(of: name), errno: errno)
@@ -91,18 +206,38 @@ final class TreeWorker {
         summary.bytesCopied += size
     }
 
-    /// A new, empty file for the copy. Whatever is in the way (an old copy, a symlink,
-    /// a directory) is removed first rather than written through: an old copy may be a
-    /// hard link to the source itself, and a symlink may point out of the tree.
-    private func createDestinationFile(_ name: FileName, in directory: DirectoryHandle) throws -> Int32 {
-        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
-        var output = FileSystem.openAt(directory.destination, name, flags, 0o600)
-        if output == -EEXIST {
-            try FileSystem.remove(directory.destination, name, path: directory.destinationPath(of: name))
-            output = FileSystem.openAt(directory.destination, name, flags, 0o600)
+    /// An empty regular file for the copy, ready to write.
+    ///
+    /// A fresh file is created with its final mode when the umask allows (the
+    /// descriptor can write even when that mode is read-only). An earlier copy is
+    /// reused and truncated, which on a restart avoids freeing and reallocating every
+    /// inode (ext4 then scans past recently deleted inodes for each new one), but only
+    /// when it is a plain file with a single link that is not the source itself;
+    /// anything else in the way (symlink, directory, hard link, a file we may not
+    /// write) is removed, never written through.
+    private func openDestinationFile(_ name: FileName, in directory: DirectoryHandle, source: stat) throws
+        -> (fd: Int32, needsChmod: Bool, owner: (uid_t, gid_t)) {
+        let path = directory.destinationPath(of: name)
+        let creation = walk.creationMode(for: source.st_mode)
+        let create = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = FileSystem.openAt(directory.destination, name, create, creation.mode)
+        if fd >= 0 { return (fd, creation.needsChmod, (walk.userID, walk.groupID)) }
+        guard fd == -EEXIST else { throw RewriteError.systemCall("create", path: path, errno: -fd) }
+
+        let existing = FileSystem.openAt(directory.destination, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if existing >= 0 {
+            var st = stat()
+            if fstat(existing, &st) == 0, FileSystem.isRegular(st), st.st_nlink == 1,
+               TreeWalk.Identity(st) != TreeWalk.Identity(source), ftruncate(existing, 0) == 0 {
+                let needsChmod = st.st_mode & 0o7777 != source.st_mode & 0o7777 || source.st_mode & 0o7000 != 0
+                return (existing, needsChmod, (st.st_uid, st.st_gid))
+            }
+            close(existing)
         }
-        guard output >= 0 else { throw RewriteError.systemCall("create", path: directory.destinationPath(of: name), errno: -output) }
-        return output
+        try FileSystem.remove(directory.destination, name, path: path)
+        fd = FileSystem.openAt(directory.destination, name, create, creation.mode)
+        guard fd >= 0 else { throw RewriteError.systemCall("create", path: path, errno: -fd) }
+        return (fd, creation.needsChmod, (walk.userID, walk.groupID))
     }
 
     private func copySymlink(_ name: FileName, in directory: DirectoryHandle) throws {

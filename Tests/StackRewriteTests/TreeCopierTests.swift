@@ -106,6 +106,31 @@ import Glibc
         #expect(try await fixture.listing("outside") == ["victim-dir", "victim.js"])
     }
 
+    /// A restart copies over the previous start's copy: plain files are reused
+    /// (truncated and rewritten, same inode: no inode churn), and content, mode and
+    /// times follow the source as it is now; files gone from the source stay (as cp).
+    @Test func restartReusesThePreviousCopy() async throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        try fixture.write("src/apps/a.js", "first STACK_ENV_VAR_SENTINEL_A")
+        try fixture.write("src/lib/b.js", "b1", mode: 0o644)
+        try fixture.symlink("src/lib/link", to: "b.js")
+        _ = try await TreeCopier().copy(from: fixture.path("src"), to: fixture.path("dst"), rewriting: sentinels(["A": "1"]), within: "apps")
+        let inodes = try ["apps/a.js", "lib/b.js"].map { try fixture.status("dst/" + $0).st_ino }
+
+        try fixture.write("src/apps/a.js", "second STACK_ENV_VAR_SENTINEL_A")
+        try fixture.write("src/lib/b.js", "b2, longer than before", mode: 0o755)
+        try fixture.setTimes("src/lib/b.js", seconds: 1_700_000_000)
+        let summary = try await TreeCopier().copy(from: fixture.path("src"), to: fixture.path("dst"), rewriting: sentinels(["A": "2"]), within: "apps")
+        #expect(summary.filesCopied == 2)
+        #expect(try fixture.text("dst/apps/a.js") == "second 2")
+        #expect(try fixture.text("dst/lib/b.js") == "b2, longer than before")
+        #expect(try fixture.status("dst/lib/b.js").permissions == 0o755)
+        #expect(try fixture.status("dst/lib/b.js").modificationTime == (1_700_000_000, 0))
+        #expect(try ["apps/a.js", "lib/b.js"].map { try fixture.status("dst/" + $0).st_ino } == inodes)
+        #expect(try fixture.linkTarget("dst/lib/link") == "b.js")
+    }
+
     /// §1.2 step 9: only files under the scope (`apps`) go through the rule; the same
     /// token elsewhere (the SDK in node_modules) is copied verbatim; the source tree is
     /// never modified.

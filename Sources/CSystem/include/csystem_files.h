@@ -31,8 +31,15 @@ int cs_openat_tmpfile(int dirfd, mode_t mode);
 /// through /proc/self/fd (no CAP_DAC_READ_SEARCH needed). Returns 0 or -errno.
 int cs_linkat_tmpfile(int fd, int dirfd, const char *name);
 
-/// The UTIME_OMIT marker for utimensat/futimens (a macro Swift cannot see).
-long cs_utime_omit(void);
+/// getdents64(2): fills `buffer` with `struct linux_dirent64` records (d_ino u64,
+/// d_off s64, d_reclen u16, d_type u8, NUL-terminated d_name) from the directory's
+/// current offset. Returns the bytes filled (0 at the end) or -errno.
+ssize_t cs_getdents64(int fd, void *buffer, size_t length);
+
+/// The process umask, read from /proc/self/status without changing it (umask(2)
+/// cannot be read without being set, which would race with other threads).
+/// Returns the mask (0…0777) or -errno (-ENOSYS where the kernel does not report it).
+int cs_current_umask(void);
 
 #ifdef __cplusplus
 }
