@@ -307,9 +307,9 @@ final class TreeWorker {
                                             inputPath: { path }, outputPath: { path })
                 summary.rewrite.bytesRead += result.bytesRead
             }
-            var attributes = status
-            attributes.st_mode &= 0o7777
-            try staged.finish(owner: walk.changesOwnership ? (status.st_uid, status.st_gid) : nil, mode: attributes.st_mode,
+            // The new file is ours; give it the original's owner (as root) and mode.
+            let foreignOwner = walk.changesOwnership && (status.st_uid != walk.userID || status.st_gid != walk.groupID)
+            try staged.finish(owner: foreignOwner ? (status.st_uid, status.st_gid) : nil, mode: status.st_mode & 0o7777,
                               fsync: walk.options.durability == .fsyncEachFile)
             try staged.commit()
             summary.rewrite.filesChanged += 1
@@ -320,6 +320,8 @@ final class TreeWorker {
         }
     }
 }
+
+private let processID = getpid()
 
 /// The new content of a file being rewritten in place: an unnamed O_TMPFILE in the
 /// same directory (a named hidden file where the file system cannot do that), renamed
@@ -368,7 +370,7 @@ private struct StagedFile {
     /// Hidden, short (long original names must not overflow NAME_MAX) and unique per
     /// process, worker and file.
     private static func temporaryName(worker: Int, counter: Int, attempt: Int) -> FileName {
-        FileName(".stack-rewrite.\(getpid()).\(worker).\(counter).\(attempt)")
+        FileName(".stack-rewrite.\(processID).\(worker).\(counter).\(attempt)")
     }
 
     func finish(owner: (uid_t, gid_t)?, mode: mode_t, fsync shouldSync: Bool) throws {
