@@ -349,7 +349,7 @@ private struct StagedFile {
             return
         }
         guard unnamed == -EOPNOTSUPP || unnamed == -EISDIR || unnamed == -EINVAL else {
-            throw RewriteError.systemCall("create a temporary file in", path: directory.sourcePath, errno: -unnamed)
+            throw RewriteError.systemCall("create a temporary file to rewrite", path: directory.sourcePath(of: name), errno: -unnamed)
         }
         var attempt = 0
         while true {
@@ -361,7 +361,7 @@ private struct StagedFile {
                 return
             }
             guard named == -EEXIST, attempt < 100 else {
-                throw RewriteError.systemCall("create a temporary file in", path: directory.sourcePath, errno: -named)
+                throw RewriteError.systemCall("create a temporary file to rewrite", path: directory.sourcePath(of: name), errno: -named)
             }
             attempt += 1
         }

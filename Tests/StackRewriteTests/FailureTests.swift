@@ -22,16 +22,18 @@ import Glibc
         return Path.join(Path.directory(of: me), "rewrite-bench")
     }
 
-    /// Hands `fixture` to nobody when root (the fixture's own directory must be
-    /// traversable, the tree owned by nobody).
+    /// Hands `fixture` to nobody when root: the fixture's own directory traversable, the
+    /// tree owned by nobody, and a copy of the CLI in it (the build directory may sit
+    /// where nobody cannot reach, such as under /root).
     static func prepareForUnprivilegedRun(_ fixture: Fixture, tree: String) async throws {
         guard isRoot else { return }
-        try await TestShell.run("chmod 755 '\(fixture.root)' && chown -R nobody '\(fixture.path(tree))'")
+        try await TestShell.run("chmod 755 '\(fixture.root)' && chown -R nobody '\(fixture.path(tree))' && cp '\(benchExecutable)' '\(fixture.path("rewrite-bench"))' && chmod 755 '\(fixture.path("rewrite-bench"))'")
     }
 
     /// Runs the CLI, as nobody when we are root.
-    static func runBench(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let quoted = ([benchExecutable] + arguments).map { "'\($0)'" }.joined(separator: " ")
+    static func runBench(_ fixture: Fixture, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let executable = isRoot ? fixture.path("rewrite-bench") : benchExecutable
+        let quoted = ([executable] + arguments).map { "'\($0)'" }.joined(separator: " ")
         let assignments = environment.map { "'\($0.key)=\($0.value)'" }.joined(separator: " ")
         let script = isRoot ? "exec runuser -u nobody -- env \(assignments) \(quoted)" : "exec env \(assignments) \(quoted)"
         let output = try await TestShell.output(script)
@@ -62,7 +64,7 @@ import Glibc
         try await Self.prepareForUnprivilegedRun(fixture, tree: "apps")
         try Self.makeUnreadable(fixture.path("apps/d3/zz-unreadable.js"))
 
-        let result = try await Self.runBench(["sentinels", fixture.path("apps"), "--workers", "2", "--buffer-kb", "1"], environment: ["A": "value-of-a"])
+        let result = try await Self.runBench(fixture, ["sentinels", fixture.path("apps"), "--workers", "2", "--buffer-kb", "1"], environment: ["A": "value-of-a"])
         #expect(result.status != 0)
         #expect(result.stderr.contains(fixture.path("apps/d3/zz-unreadable.js")), "\(result.stderr)")
         #expect(result.stderr.contains("Permission denied"), "\(result.stderr)")
@@ -75,7 +77,7 @@ import Glibc
 
         // After fixing the file, running again completes the job.
         try #require(chmod(fixture.path("apps/d3/zz-unreadable.js"), 0o644) == 0)
-        let again = try await Self.runBench(["sentinels", fixture.path("apps")], environment: ["A": "value-of-a"])
+        let again = try await Self.runBench(fixture, ["sentinels", fixture.path("apps")], environment: ["A": "value-of-a"])
         #expect(again.status == 0, "\(again.stderr)")
         for name in names + ["apps/d3/zz-unreadable.js"] { #expect(try fixture.text(name) == rewritten) }
     }
@@ -90,7 +92,7 @@ import Glibc
         try await Self.prepareForUnprivilegedRun(fixture, tree: "tree")
         try Self.makeUnreadable(fixture.path("tree/src/apps/locked.js"))
 
-        let result = try await Self.runBench(["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
+        let result = try await Self.runBench(fixture, ["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
         #expect(result.status != 0)
         #expect(result.stderr.contains(fixture.path("tree/src/apps/locked.js")), "\(result.stderr)")
     }
@@ -105,10 +107,10 @@ import Glibc
         try await Self.prepareForUnprivilegedRun(fixture, tree: "tree")
         try #require(chmod(fixture.path("tree/src/ro"), 0o555) == 0)
 
-        let first = try await Self.runBench(["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
+        let first = try await Self.runBench(fixture, ["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(try fixture.status("tree/dst/ro").permissions == 0o555)
-        let second = try await Self.runBench(["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
+        let second = try await Self.runBench(fixture, ["copy", fixture.path("tree/src"), fixture.path("tree/dst")])
         #expect(second.status == 0, "\(second.stderr)")
         #expect(try fixture.status("tree/dst/ro").permissions == 0o555)
         #expect(try fixture.text("tree/dst/ro/a.js") == "a")
@@ -123,9 +125,9 @@ import Glibc
         try await Self.prepareForUnprivilegedRun(fixture, tree: "apps")
         try #require(chmod(fixture.path("apps/locked"), 0o555) == 0)
 
-        let result = try await Self.runBench(["sentinels", fixture.path("apps")], environment: ["A": "1"])
+        let result = try await Self.runBench(fixture, ["sentinels", fixture.path("apps")], environment: ["A": "1"])
         #expect(result.status != 0)
-        #expect(result.stderr.contains(fixture.path("apps/locked")), "\(result.stderr)")
+        #expect(result.stderr.contains(fixture.path("apps/locked/a.js")), "\(result.stderr)")
         #expect(try fixture.text("apps/locked/a.js") == "STACK_ENV_VAR_SENTINEL_A")
     }
 }
