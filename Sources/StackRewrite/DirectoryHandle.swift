@@ -30,13 +30,14 @@ struct FileAttributes: Sendable {
     }
 }
 
-/// An open source directory (and its copy), shared by every job for an entry in it.
+/// An open source directory (and its copy), shared by every task for an entry in it.
 ///
-/// Jobs name their file relative to these descriptors (`openat`), which is both
+/// Tasks name their entry relative to these descriptors (`openat`), which is both
 /// faster than resolving full paths and immune to a path component being swapped for
-/// a symlink mid-walk. The descriptors close when the last job is done; at that point
-/// nothing more is created in the copy, so its mode and times are set then (creating
-/// an entry would change the directory's mtime again).
+/// a symlink mid-walk. The descriptors close when the last task holding them is done
+/// (batches of its files, the opening of its subdirectories); nothing more is created
+/// in the copy after that, so its mode and times are set then (creating an entry
+/// would change the directory's mtime again).
 final class DirectoryHandle: Sendable {
     let source: Int32
     /// -1 when rewriting in place.
@@ -48,7 +49,7 @@ final class DirectoryHandle: Sendable {
     let relativePath: String
     /// Whether regular files directly in here go through the rule.
     let rewrites: Bool
-    /// Applied to `destination` when the last job is done.
+    /// Applied to `destination` when the last task is done.
     let attributes: FileAttributes?
     let walk: TreeWalk
 

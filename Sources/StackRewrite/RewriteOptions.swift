@@ -24,7 +24,7 @@ public struct RewriteOptions: Sendable {
     /// Bytes read per `read(2)`; each worker holds one such buffer (plus a token's worth).
     /// Peak memory is about `workers × bufferSize`, whatever the file sizes.
     public var bufferSize: Int
-    /// Threads working on files in parallel (the walking thread lists directories).
+    /// Threads walking directories and working on files in parallel.
     public var workers: Int
     /// Used by in-place rewrites (the copier's destination is a scratch tree, never synced).
     public var durability: Durability
