@@ -20,6 +20,18 @@ int cs_accept_nonblocking(int listener) {
 #endif
 }
 
+int cs_accept_cloexec(int listener) {
+#ifdef __linux__
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+#else
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0) return -errno;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+#endif
+}
+
 int cs_pipe_nonblocking(int fds[2]) {
 #ifdef __linux__
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0 ? 0 : -errno;

@@ -157,7 +157,7 @@ public struct Entrypoint: Sendable {
                 options: PostgresConnectOptions(deadline: configuration.databaseConnectDeadline), logger: logger)
             let write = try await ApiKeySetStore(connection: connection).upsertInternal(pck: keys.pck, ssk: keys.ssk, sak: keys.sak)
             logger.info("Internal API key set \(write)")
-        } catch let error as PostgresError {
+        } catch {
             throw EntrypointError(.bootstrapFailed, "cannot bootstrap the internal API key set: \(error)")
         }
     }
@@ -203,3 +203,6 @@ public struct Entrypoint: Sendable {
         return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - String(milliseconds % 1000).count))\(milliseconds % 1000)s"
     }
 }
+
+/// The forwarder runs beside the servers and stops with them.
+extension TCPForwarder: Service {}

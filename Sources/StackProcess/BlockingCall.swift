@@ -6,7 +6,8 @@ import Darwin
 
 /// Runs a blocking system call (waitpid, read on a pipe, accept) on its own OS thread
 /// and resumes the awaiting task with the result, so the cooperative pool is never
-/// blocked by it.
+/// blocked by it. Its threads block SIGPIPE: a write to a closed pipe or socket fails
+/// with EPIPE instead of killing the process.
 public enum BlockingCall {
     public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
@@ -18,6 +19,16 @@ public enum BlockingCall {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             detach { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    /// Blocks SIGPIPE for the calling thread only: a write to a closed pipe then fails
+    /// with EPIPE instead of killing the process. For dedicated threads (the pending,
+    /// thread-directed signal is discarded when the thread ends).
+    public static func blockBrokenPipeOnThisThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
     /// Starts a detached pthread running `body`.
@@ -44,6 +55,9 @@ public enum BlockingCall {
             #else
             let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
             #endif
+            // A blocking write to a peer that went away must fail with EPIPE, not kill
+            // the process: these threads never take SIGPIPE.
+            BlockingCall.blockBrokenPipeOnThisThread()
             box.body()
             return nil
         }, context)

@@ -58,7 +58,9 @@ extension Command {
         if let stdinPipe, let input {
             let fd = stdinPipe.writeEnd
             BlockingCall.detach {
-                // EPIPE (child closed stdin early) is not our failure; the status tells.
+                // A child that closes stdin early makes the write fail with EPIPE (SIGPIPE
+                // is blocked on BlockingCall threads), which is not our failure: its
+                // status tells.
                 try? input.withUnsafeBytes { try POSIX.writeAll(fd, $0, context: "stdin") }
                 close(fd)
             }

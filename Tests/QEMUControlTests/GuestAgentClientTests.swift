@@ -152,13 +152,13 @@ import Glibc
         try await GuestAgentProcess.with { agent in
             let qga = try await GuestAgentClient.connect(path: agent.socketPath)
             defer { qga.close() }
-            let pid = try await qga.startExec(path: "/bin/sleep", arguments: ["5"])
+            let pid = try await qga.startExec(path: "/bin/sleep", arguments: ["60"])
             let started = ContinuousClock.now
             let error = try await #require(throws: QEMUControlError.self) {
                 try await qga.waitForExit(pid: pid, deadline: .now + .milliseconds(300))
             }
             #expect(error.code == .timedOut)
-            #expect(started.duration(to: .now) < .seconds(2))
+            #expect(started.duration(to: .now) < .seconds(20), "the 300 ms deadline, not the 60 s sleep, ended the wait")
             _ = try await qga.exec(path: "/bin/kill", arguments: ["-KILL", String(pid)])
         }
     }

@@ -116,7 +116,7 @@ import Glibc
             #expect(error.code == .timedOut)
             #expect(error.message.contains("query-status"))
             #expect(waited >= .milliseconds(200))
-            #expect(waited < .seconds(2))
+            #expect(waited < .seconds(10))
             // A differently shaped reply proves the stale query-status answer is not taken.
             let capabilities = try await qmp.queryMigrateCapabilities()
             #expect(capabilities.contains { $0.capability == .events })
@@ -136,7 +136,7 @@ import Glibc
             let started = ContinuousClock.now
             call.cancel()
             await #expect(throws: CancellationError.self) { try await call.value }
-            #expect(started.duration(to: .now) < .seconds(2))
+            #expect(started.duration(to: .now) < .seconds(15), "cancellation, not the 30 s deadline, ended the call")
             #expect(qmp.waitingCount == 0)
             qemu.send(SIGCONT)
             #expect(try await qmp.queryMigrateCapabilities().isEmpty == false)

@@ -1,3 +1,4 @@
+import CSystem
 import StackCore
 import StackEntrypoint
 import StackProcess
@@ -122,7 +123,7 @@ import Glibc
             guard listen(upstream.fd, 8) == 0 else { throw StackError.systemCall("listen", errno: errno) }
             let listener = upstream.fd
             async let served: Void = BlockingCall.run {
-                let connection = accept(listener, nil, nil)
+                let connection = cs_accept_cloexec(listener)  // never inherited by a concurrently spawned process
                 guard connection >= 0 else { return }
                 UpstreamServer.echo(connection)
                 close(connection)
@@ -286,9 +287,9 @@ private final class UpstreamServer: Sendable {
         let accepted = self.accepted
         BlockingCall.detach {
             while true {
-                let connection = accept(listener, nil, nil)
+                let connection = cs_accept_cloexec(listener)  // never inherited by a concurrently spawned process
                 if connection < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    if connection == -EINTR || connection == -ECONNABORTED { continue }
                     close(listener)  // stop() shut it down
                     return
                 }

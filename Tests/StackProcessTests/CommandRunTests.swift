@@ -35,9 +35,9 @@ struct CommandRunTests {
     /// Cancelling the task running a command (a migration during shutdown) stops the
     /// command's process group with SIGTERM and throws CancellationError once it is gone.
     @Test func cancellingRunStopsTheCommandPromptly() async throws {
-        let (pid, elapsed, error) = try await Self.cancelRun("echo $$ > \"$1\"; exec sleep 1000", cancellationGrace: .seconds(5))
+        let (pid, elapsed, error) = try await Self.cancelRun("echo $$ > \"$1\"; exec sleep 1000", cancellationGrace: .seconds(60))
         #expect(error is CancellationError)
-        #expect(elapsed < .seconds(2), "SIGTERM, not the 5 s grace, ended it")
+        #expect(elapsed < .seconds(20), "SIGTERM, not the 60 s grace, ended it")
         #expect(!isAlive(pid))
     }
 

@@ -41,11 +41,11 @@ enum ManagedTestProcess {
         }
     }
 
-    /// SIGKILL to the process group and a blocking reap: fast, and safe in `defer`.
+    /// SIGKILL to the process group, reaped in the background: safe in `defer`, and it
+    /// never holds a cooperative-pool thread while the process dies.
     static func kill(_ child: ChildProcess, tether: TestLifeline.Tether? = nil) {
         child.sendToGroup(SIGKILL)
-        var status: Int32 = 0
-        while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+        TestReaper.reapInBackground(child.pid)
         tether?.release()
     }
 

@@ -174,10 +174,7 @@ public final class SupervisordServer: Sendable {
 
     private static func removeTree(_ path: String) {
         let command = Command("/bin/rm", arguments: ["-rf", path], environment: ["PATH": Command.defaultSearchPath])
-        if let child = try? command.spawn() {
-            var status: Int32 = 0
-            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
-        }
+        if let child = try? command.spawn() { TestReaper.reapInBackground(child.pid) }
     }
 
     static let markerVariable = "STACK_TEST_SUPERVISORD_INSTANCE"

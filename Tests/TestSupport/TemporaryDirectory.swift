@@ -23,14 +23,12 @@ public struct TemporaryDirectory: Sendable {
 
     public func file(_ name: String) -> String { Path.join(path, name) }
 
-    /// rm -rf, fixing permissions that tests took away. Blocks briefly (it waits for
-    /// rm only, never for another task, so it cannot deadlock the test pool).
+    /// rm -rf in the background (fixing permissions that tests took away). It never
+    /// blocks the caller: a test's `defer` runs on the cooperative pool, which only has
+    /// as many threads as cores, and a slow rm there would stall every other test.
     public func remove() {
         let command = Command("/bin/sh", arguments: ["-c", "chmod -R u+rwX \"$0\" 2>/dev/null; rm -rf \"$0\"", path],
                               environment: ["PATH": Command.defaultSearchPath])
-        if let child = try? command.spawn() {
-            var status: Int32 = 0
-            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
-        }
+        if let child = try? command.spawn() { TestReaper.reapInBackground(child.pid) }
     }
 }

@@ -32,8 +32,7 @@ public enum TestLifeline {
         public func release() {
             guard let watchdog else { return }
             watchdog.send(SIGKILL)
-            var status: Int32 = 0
-            while waitpid(watchdog.pid, &status, 0) < 0 && errno == EINTR {}
+            TestReaper.reapInBackground(watchdog.pid)
         }
     }
 

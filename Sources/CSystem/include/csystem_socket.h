@@ -11,6 +11,10 @@ extern "C" {
 /// from birth, so a concurrent spawn cannot inherit it. Returns the fd or -errno.
 int cs_accept_nonblocking(int listener);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a blocking, close-on-exec connection. Returns
+/// the fd or -errno (EINTR included: callers retry).
+int cs_accept_cloexec(int listener);
+
 /// pipe2(fds, O_CLOEXEC | O_NONBLOCK). Returns 0 or -errno.
 int cs_pipe_nonblocking(int fds[2]);
 
