@@ -50,6 +50,9 @@ let package = Package(
         .executableTarget(name: "trigger-fast-rotate", dependencies: ["GuestTrigger", "StackCore", argumentParser, log]),
         .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", argumentParser, log]),
 
+        // MARK: benchmarks (drivers for Benchmarks/*.sh)
+        .executableTarget(name: "qmp-roundtrip", dependencies: ["QEMUControl"], path: "Benchmarks/qmp-roundtrip"),
+
         // MARK: tests (real processes: PostgreSQL, supervisord, QEMU, qemu-ga, node)
         .target(name: "TestSupport", dependencies: ["StackCore", "StackProcess", "CSystem"], path: "Tests/TestSupport"),
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),

@@ -13,9 +13,12 @@ public struct TemporaryDirectory: Sendable {
     public init(prefix: String = "stack-test") throws {
         let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
         var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard created != nil else { throw StackError.systemCall("mkdtemp in \(base)", errno: errno) }
-        path = String(cString: template.map { $0 }.withUnsafeBufferPointer { $0.baseAddress! })
+        let created: String? = template.withUnsafeMutableBufferPointer { buffer in
+            guard mkdtemp(buffer.baseAddress!) != nil else { return nil }
+            return String(cString: buffer.baseAddress!)
+        }
+        guard let created else { throw StackError.systemCall("mkdtemp in \(base)", errno: errno) }
+        path = created
     }
 
     public func file(_ name: String) -> String { Path.join(path, name) }

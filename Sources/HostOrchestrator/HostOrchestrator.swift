@@ -1,1 +1,0 @@
-// The HostOrchestrator module; see README.md (Architecture).

@@ -1,1 +1,0 @@
-// The QEMUControl module; see README.md (Architecture).
