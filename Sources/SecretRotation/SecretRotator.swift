@@ -2,6 +2,11 @@ import Logging
 import StackCore
 import StackPostgres
 import Supervisord
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Rotates the four internal secrets inside the container (what `rotate-secrets` does).
 ///
@@ -75,6 +80,10 @@ public struct SecretRotator: Sendable {
         await willBegin(.prepare)
         let lock = try await RotationLock.acquire(path: config.lockPath, timeout: config.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        var appsStatus = stat()
+        guard stat(config.appsDirectory, &appsStatus) == 0, appsStatus.st_mode & S_IFMT == S_IFDIR else {
+            throw RotationError(.invalidConfiguration, "\(config.appsDirectory) is not a directory; nothing was changed (set STACK_RUNTIME_WORK_DIR or --work-dir to the app's work directory)")
+        }
         let journal = try RotationJournal.read(path: config.journalPath)
         let previous = try RotatedSecretsFile.read(path: config.envFilePath)
         var database: (connection: PostgresConnection, row: ApiKeySetStore.Record)?

@@ -220,3 +220,17 @@ import Glibc
         #expect(!POSIX.exists(world.journalPath))
     }
 }
+
+extension RotateSecretsTests {
+    /// A work directory without apps/ is a configuration error found before anything
+    /// changed (the shell version silently "patched 0 files").
+    @Test func missingAppsDirectoryFailsBeforeAnythingChanges() async throws {
+        let world = try await RotationWorld.make()
+        defer { world.remove() }
+        let output = try await world.rotate(Self.fresh(), environment: ["STACK_RUNTIME_WORK_DIR": world.directory.file("nowhere")])
+        #expect(output.status == .exited(1))
+        #expect(output.standardOutputText.contains("nowhere/apps is not a directory"), "\(output.combinedText)")
+        #expect(!POSIX.exists(world.envFilePath) && !POSIX.exists(world.journalPath))
+        #expect(try await world.rowKeys()?.first == RotationWorld.placeholders.publishableClientKey.unredacted)
+    }
+}
