@@ -14,8 +14,9 @@ final class RotationLock {
 
     private init(fd: Int32) { self.fd = fd }
 
-    /// Tries `LOCK_NB` from 10 ms with backoff until `timeout`.
-    static func acquire(path: String, timeout: Duration) async throws -> RotationLock {
+    /// Tries `LOCK_NB` from 10 ms with backoff until `timeout`; `onWait` is called once
+    /// when the lock is found taken.
+    static func acquire(path: String, timeout: Duration, onWait: () -> Void = {}) async throws -> RotationLock {
         let fd: Int32
         do {
             try POSIX.makeDirectories(Path.directory(of: path), mode: 0o700)
@@ -25,6 +26,7 @@ final class RotationLock {
         }
         let deadline = ContinuousClock.now + timeout
         var delay = Duration.milliseconds(10)
+        var waited = false
         while true {
             if flock(fd, LOCK_EX | LOCK_NB) == 0 { return RotationLock(fd: fd) }
             let code = errno
@@ -32,6 +34,10 @@ final class RotationLock {
             guard code == EWOULDBLOCK else {
                 POSIX.close(fd)
                 throw RotationError(.stateWrite, "lock \(path): \(StackError.describe(errno: code))", errno: code)
+            }
+            if !waited {
+                waited = true
+                onWait()
             }
             guard ContinuousClock.now + delay < deadline else {
                 POSIX.close(fd)

@@ -78,7 +78,9 @@ public struct SecretRotator: Sendable {
 
         // 1. prepare
         await willBegin(.prepare)
-        let lock = try await RotationLock.acquire(path: config.lockPath, timeout: config.lockTimeout)
+        let lock = try await RotationLock.acquire(path: config.lockPath, timeout: config.lockTimeout) { [logger] in
+            logger.info("waiting for another rotate-secrets to finish (\(config.lockPath) is locked)")
+        }
         defer { withExtendedLifetime(lock) {} }
         var appsStatus = stat()
         guard stat(config.appsDirectory, &appsStatus) == 0, appsStatus.st_mode & S_IFMT == S_IFDIR else {

@@ -165,3 +165,50 @@ import Glibc
         }
     }
 }
+
+extension CrashSafetyTests {
+    /// Two rotations at once never interleave: the second waits for the first's lock
+    /// (while the first is held stopped mid-run), then runs; the end state is the
+    /// second's secrets everywhere.
+    @Test func concurrentRotationsAreSerialized() async throws {
+        var world = try await RotationWorld.make()
+        defer { world.remove() }
+        try world.addGeneratedTree(count: 20, keyEvery: 2)
+        let first = InternalSecrets.generate()
+        let second = InternalSecrets.generate()
+
+        var environment = world.environment(first)
+        environment["STACK_ROTATE_TEST_PAUSE_BEFORE"] = RotationStep.envFile.rawValue
+        let firstChild = try Command(RotationWorld.rotateSecretsPath, arguments: world.flags(), environment: environment,
+                                     standardInput: .discard, standardOutput: .discard, standardError: .discard).spawn()
+        let pid = firstChild.pid
+        let stopped = await BlockingCall.run { () -> Bool in
+            var status: Int32 = 0
+            while waitpid(pid, &status, WUNTRACED) < 0 && errno == EINTR {}
+            return status & 0xff == 0x7f
+        }
+        #expect(stopped)
+
+        let output = try Pipe2()
+        let secondChild = try Command(RotationWorld.rotateSecretsPath, arguments: world.flags(), environment: world.environment(second),
+                                      standardInput: .discard, standardOutput: .fileDescriptor(output.write), standardError: .discard).spawn()
+        output.closeWrite()
+        let reader = output.read
+        let waiting = try await BlockingCall.run { () throws -> Bool in
+            var text = ""
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !text.contains("waiting for another rotate-secrets") {
+                let n = try buffer.withUnsafeMutableBytes { try POSIX.read(reader, into: $0, context: "stdout") }
+                if n == 0 { return false }
+                text += String(decoding: buffer[0..<n], as: UTF8.self)
+            }
+            return true
+        }
+        #expect(waiting)
+        kill(pid, SIGCONT)
+        #expect(try await firstChild.waitForExit() == .exited(0))
+        #expect(try await secondChild.waitForExit() == .exited(0))
+        output.closeRead()
+        try await world.expectConsistent(with: second, formerKeys: [RotationWorld.placeholders.publishableClientKey, first.publishableClientKey])
+    }
+}
