@@ -50,13 +50,15 @@ let package = Package(
         .executableTarget(name: "trigger-fast-rotate", dependencies: ["GuestTrigger", "StackCore", argumentParser, log]),
         .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", argumentParser, log]),
 
-        // MARK: benchmarks (drivers for Benchmarks/*.sh)
+        // MARK: benchmark drivers (run by Benchmarks/*.sh, not shipped)
         .executableTarget(name: "qmp-roundtrip", dependencies: ["QEMUControl"], path: "Benchmarks/qmp-roundtrip"),
+        .executableTarget(name: "zstd-bench", dependencies: ["Zstd"], path: "Benchmarks/zstd-bench"),
 
         // MARK: tests (real processes: PostgreSQL, supervisord, QEMU, qemu-ga, node)
         .target(name: "TestSupport", dependencies: ["StackCore", "StackProcess", "CSystem"], path: "Tests/TestSupport"),
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),
-        .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport"]),
+        .executableTarget(name: "supervisor-harness", dependencies: ["StackProcess", "StackCore", log], path: "Tests/SupervisorHarness"),
+        .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport", "supervisor-harness"]),
         .testTarget(name: "StackRewriteTests", dependencies: ["StackRewrite", "TestSupport"]),
         .testTarget(name: "StackPostgresTests", dependencies: ["StackPostgres", "TestSupport", log]),
         .testTarget(name: "SupervisordTests", dependencies: ["Supervisord", "TestSupport"]),

@@ -5,9 +5,9 @@ import Glibc
 import Darwin
 #endif
 
-/// A started process. Whoever spawned it waits for it: either here with
-/// `waitForExit()` (a `waitpid` on this pid only), or through a `Reaper` when the
-/// caller runs as PID 1 / subreaper and must collect every child.
+/// A started process. Whoever spawned it waits for it with `waitForExit()`: a `waitpid`
+/// on this pid only, or — when the process has an active `Reaper` (PID 1 / subreaper,
+/// which owns `waitpid(-1)`) — the status the Reaper collected for this pid.
 public struct ChildProcess: Sendable, Hashable {
     public let pid: pid_t
     public let executable: String
@@ -36,8 +36,9 @@ public struct ChildProcess: Sendable, Hashable {
     }
 
     /// Waits for this pid only (never `waitpid(-1)`, which would steal other owners'
-    /// statuses). Must not be combined with a `Reaper` for the same child.
+    /// statuses), through the active `Reaper` if there is one.
     public func waitForExit() async throws -> ExitStatus {
+        if let reaper = Reaper.current { return try await reaper.wait(for: pid) }
         let pid = self.pid
         let executable = self.executable
         return try await BlockingCall.run {
@@ -53,6 +54,7 @@ public struct ChildProcess: Sendable, Hashable {
 
     /// Non-blocking check: the exit status if the child has ended (and is now reaped).
     public func exitStatusIfEnded() throws -> ExitStatus? {
+        if let reaper = Reaper.current { return try reaper.statusIfEnded(pid) }
         var status: Int32 = 0
         let rc = waitpid(pid, &status, WNOHANG)
         if rc == 0 { return nil }

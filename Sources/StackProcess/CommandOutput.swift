@@ -22,14 +22,20 @@ extension Command {
     /// collecting stdout and stderr (each at most `outputLimit` bytes).
     ///
     /// On `timeout` the child (its whole group when it leads one) is killed with
-    /// SIGKILL and `ProcessError.timedOut` is thrown. A grandchild that keeps the output
-    /// pipes open cannot hang the caller: collection stops `drainGrace` after the
-    /// child exits.
+    /// SIGKILL and `ProcessError.timedOut` is thrown. When the calling task is cancelled
+    /// the child (group) gets SIGTERM, then SIGKILL after `cancellationGrace`; once it has
+    /// exited `CancellationError` is thrown. A grandchild that keeps the output pipes open
+    /// cannot hang the caller: collection stops `drainGrace` after the child exits.
+    ///
+    /// `waiter` collects the exit status; the default uses the process's `Reaper` when one
+    /// is active (PID 1 / subreaper), else `waitpid(pid)`.
     public func run(
         input: [UInt8]? = nil,
         timeout: Duration? = nil,
         outputLimit: Int = 64 * 1024 * 1024,
-        drainGrace: Duration = .milliseconds(500)
+        drainGrace: Duration = .milliseconds(500),
+        cancellationGrace: Duration = .seconds(5),
+        waiter: any ProcessWaiter = DefaultWaiter()
     ) async throws -> CommandOutput {
         var command = self
         let stdoutPipe = try Pipe()
@@ -41,7 +47,7 @@ extension Command {
 
         let child: ChildProcess
         do {
-            child = try command.spawn()
+            child = try waiter.spawn(command)
         } catch {
             stdoutPipe.closeBoth(); stderrPipe.closeBoth(); stdinPipe?.closeBoth()
             throw error
@@ -60,34 +66,127 @@ extension Command {
         async let out = BlockingCall.run { try PipeReader.drain(stdoutPipe.readEnd, limit: outputLimit, exited: exited, grace: drainGrace) }
         async let err = BlockingCall.run { try PipeReader.drain(stderrPipe.readEnd, limit: outputLimit, exited: exited, grace: drainGrace) }
 
-        let status: ExitStatus
-        if let timeout {
-            let finished: ExitStatus? = try await withThrowingTaskGroup(of: ExitStatus?.self) { group in
-                group.addTask { try await child.waitForExit() }
-                group.addTask {
-                    try? await Task.sleep(for: timeout)
-                    return nil
-                }
-                if let status = try await group.next()! {
-                    group.cancelAll()
-                    return status
-                }
-                child.sendToGroup(SIGKILL)
-                _ = try await group.next()
-                return nil
-            }
-            guard let finished else {
-                exited.mark()
-                _ = try? await out
-                _ = try? await err
-                throw ProcessError(.timedOut, "\(executable) did not finish within \(timeout)")
-            }
-            status = finished
-        } else {
-            status = try await child.waitForExit()
+        let ending: ExitWatch.Ending
+        do {
+            ending = try await ExitWatch.wait(for: child, waiter: waiter, timeout: timeout, cancellationGrace: cancellationGrace)
+        } catch {
+            exited.mark()
+            _ = try? await out
+            _ = try? await err
+            throw error
         }
         exited.mark()
-        return CommandOutput(status: status, standardOutput: try await out, standardError: try await err)
+        switch ending {
+        case .exited(let status):
+            return CommandOutput(status: status, standardOutput: try await out, standardError: try await err)
+        case .timedOut:
+            _ = try? await out
+            _ = try? await err
+            throw ProcessError(.timedOut, "\(executable) did not finish within \(timeout.map { "\($0)" } ?? "its timeout")")
+        case .cancelled:
+            _ = try? await out
+            _ = try? await err
+            throw CancellationError()
+        }
+    }
+}
+
+/// Waits for a child's exit while enforcing a timeout (SIGKILL) and stopping the child
+/// when the waiting task is cancelled (SIGTERM, SIGKILL after a grace). The wait itself
+/// is never abandoned, so the child is always collected before this returns.
+enum ExitWatch {
+    enum Ending: Sendable {
+        case exited(ExitStatus)
+        case timedOut
+        case cancelled
+    }
+
+    private enum Outcome: Sendable {
+        case exited(ExitStatus)
+        case timer
+    }
+
+    static func wait(for child: ChildProcess, waiter: any ProcessWaiter, timeout: Duration?, cancellationGrace: Duration) async throws -> Ending {
+        let escalation = CancellationEscalation(child: child, grace: cancellationGrace)
+        defer { escalation.finish() }
+        let (status, timedOut) = try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Outcome.self) { group -> (ExitStatus, Bool) in
+                group.addTask { .exited(try await waiter.waitForExit(child)) }
+                if let timeout {
+                    group.addTask {
+                        try? await Task.sleep(for: timeout)
+                        return .timer
+                    }
+                }
+                var timedOut = false
+                while let outcome = try await group.next() {
+                    switch outcome {
+                    case .exited(let status):
+                        group.cancelAll()
+                        return (status, timedOut)
+                    case .timer:
+                        // A timer cut short by cancellation is not a timeout: the
+                        // cancellation handler is already stopping the child.
+                        if !Task.isCancelled {
+                            timedOut = true
+                            child.sendToGroup(SIGKILL)
+                        }
+                    }
+                }
+                preconditionFailure("the exit watcher always finishes last")
+            }
+        } onCancel: {
+            escalation.start()
+        }
+        if Task.isCancelled { return .cancelled }
+        return timedOut ? .timedOut : .exited(status)
+    }
+}
+
+/// SIGTERM now, SIGKILL after `grace` unless the child has been collected by then.
+/// `finish()` (after the child was reaped) disarms it, so a recycled pid is never hit.
+final class CancellationEscalation: Sendable {
+    private struct State {
+        var started = false
+        var finished = false
+        var killer: Task<Void, Never>?
+    }
+
+    private let child: ChildProcess
+    private let grace: Duration
+    private let state = Mutex(State())
+
+    init(child: ChildProcess, grace: Duration) {
+        self.child = child
+        self.grace = grace
+    }
+
+    func start() {
+        state.withLock { state in
+            guard !state.started && !state.finished else { return }
+            state.started = true
+            child.sendToGroup(SIGTERM)
+            let grace = self.grace
+            // Unstructured on purpose: it must outlive the cancelled task's sleeps.
+            state.killer = Task { [self] in
+                try? await Task.sleep(for: grace)
+                killIfRunning()
+            }
+        }
+    }
+
+    private func killIfRunning() {
+        state.withLock { state in
+            if !state.finished { child.sendToGroup(SIGKILL) }
+        }
+    }
+
+    func finish() {
+        let killer = state.withLock { state in
+            state.finished = true
+            return state.killer
+        }
+        killer?.cancel()
     }
 }
 

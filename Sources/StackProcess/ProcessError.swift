@@ -13,6 +13,13 @@ public struct ProcessError: Error, Sendable, CustomStringConvertible {
         public static let timedOut = Code("timed-out")
         public static let systemCall = Code("system-call")
         public static let outputTooLarge = Code("output-too-large")
+        /// Signal handling could not be set up as required (a second `SignalSource` or
+        /// `Reaper`, or a `Reaper` without SIGCHLD).
+        public static let signalSetup = Code("signal-setup")
+        /// `Reaper.wait(for:)` was asked about a pid that is not (or no longer) our child.
+        public static let notAChild = Code("not-a-child")
+        /// A shutdown signal arrived while a cancellable step was running.
+        public static let shutdownRequested = Code("shutdown-requested")
     }
 
     public let code: Code

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "csystem_host.h"
+#include "csystem_signal_forward.h"
 #include "csystem_socket.h"
 
 #ifdef __cplusplus

@@ -1,1 +1,0 @@
-// The ISO9660 module; see README.md (Architecture).

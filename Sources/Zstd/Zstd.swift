@@ -1,1 +1,0 @@
-// The Zstd module; see README.md (Architecture).
