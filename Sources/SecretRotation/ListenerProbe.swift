@@ -50,11 +50,15 @@ struct ListenerProbe: Sendable {
     }
 
     /// Waits until every port has a LISTEN socket whose inode is not in `old[port]`.
-    /// Polls from 10 ms with backoff (procfs offers no event for a new listener).
-    func waitForNewListeners(ports: [Int], old: [Int: Set<UInt64>], deadline: ContinuousClock.Instant) async throws {
+    /// Polls from 10 ms with backoff (procfs offers no event for a new listener);
+    /// `checkAlive` runs on every poll and throws to end the wait early (the program
+    /// that should listen died).
+    func waitForNewListeners(ports: [Int], old: [Int: Set<UInt64>], deadline: ContinuousClock.Instant,
+                             checkAlive: () async throws -> Void = {}) async throws {
         var delay = Duration.milliseconds(10)
         let wanted = Set(ports)
         while true {
+            try await checkAlive()
             let now = try listeners(ports: wanted)
             let missing = ports.filter { port in
                 !(now[port] ?? []).contains(where: { !(old[port] ?? []).contains($0) })

@@ -208,7 +208,15 @@ public struct SecretRotator: Sendable {
             if restart.listenPorts.isEmpty {
                 clock.finish(.listen, "no ports to wait for")
             } else {
-                try await probe.waitForNewListeners(ports: restart.listenPorts, old: before, deadline: .now + restart.listenTimeout)
+                try await probe.waitForNewListeners(ports: restart.listenPorts, old: before, deadline: .now + restart.listenTimeout) {
+                    // A generation that died will never listen: say so now, not at the deadline.
+                    for process in processes {
+                        let now = try? await client.processInfo(process.qualifiedName)
+                        if let now, now.state != .running || now.pid != process.pid {
+                            throw RotationError(.listen, "\(process.name) stopped while waiting for the new servers to listen (now \(now.state), last exit status \(now.exitStatus)); see \(now.standardErrorLogfile.isEmpty ? "its log" : now.standardErrorLogfile)")
+                        }
+                    }
+                }
                 clock.finish(.listen, "new generation listening on port(s) \(restart.listenPorts.map(String.init).joined(separator: ", "))")
             }
 

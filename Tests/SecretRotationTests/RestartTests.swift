@@ -201,3 +201,27 @@ import TestSupport
         }
     }
 }
+
+extension RestartTests {
+    /// A new generation that dies instead of listening fails the rotation at once with
+    /// supervisord's view of it, not after the listen timeout.
+    @Test func generationThatDiesFailsWithoutWaitingForTheDeadline() async throws {
+        let world = try await RotationWorld.make()
+        defer { world.remove() }
+        let marker = world.directory.file("started-once")
+        let app = SupervisordProgram(name: "stack-app", script: """
+            if [ -e '\(marker)' ]; then sleep 0.5; echo 'cannot listen' >&2; exit 3; fi
+            : > '\(marker)'
+            exec sleep 100000
+            """, autorestart: "false", stopAsGroup: true, killAsGroup: true)
+        let programs = [app, CrashSafetyTests.supervisorPrograms()[1]]
+        try await SupervisordServer.with(programs: programs) { supervisord in
+            let started = ContinuousClock.now
+            let output = try await world.rotate(.generate(), supervisorSocket: supervisord.socketPath,
+                                                flags: ["--wait-for-port", String(try Self.freePort()), "--listen-timeout", "60"])
+            #expect(output.status == .exited(1))
+            #expect(output.standardOutputText.contains("stack-app stopped while waiting for the new servers to listen"), "\(output.combinedText)")
+            #expect(started.duration(to: .now) < .seconds(30))
+        }
+    }
+}
