@@ -23,6 +23,7 @@ extension RotationConfiguration {
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
+    /// | `STACK_ROTATED_SECRETS_FILE` | where the seven lines go (and the journal and lock beside it) | `/run/stack-auth/rotated-secrets.env` |
     /// | `STACK_RUNTIME_WORK_DIR` | WORK_DIR; files under `<WORK_DIR>/apps` are patched | `/app` |
     /// | `STACK_DATABASE_CONNECTION_STRING` (name: `--database-url-from-env`) | libpq connection string; empty skips the row update | — |
     /// | `STACK_ROTATE_NO_RESTART` | `1`/`true`: image without supervisord, do not restart | restart |
@@ -75,7 +76,7 @@ extension RotationConfiguration {
             throw RotationError(.invalidConfiguration, "--database-url-from-env must name an environment variable, not \"\(flags.databaseURLVariable)\"")
         }
         return RotationConfiguration(
-            envFilePath: flags.envFilePath ?? RotationConfiguration.defaultEnvFilePath,
+            envFilePath: flags.envFilePath ?? value("STACK_ROTATED_SECRETS_FILE") ?? RotationConfiguration.defaultEnvFilePath,
             workDirectory: flags.workDirectory ?? value("STACK_RUNTIME_WORK_DIR") ?? RotationConfiguration.defaultWorkDirectory,
             databaseConnectionString: value(flags.databaseURLVariable),
             restart: restart)

@@ -25,6 +25,7 @@ struct RotateSecretsCommand: AsyncParsableCommand {
             characters and not the build placeholder.
 
             Environment (flags win): STACK_RUNTIME_WORK_DIR (default /app), STACK_DATABASE_CONNECTION_STRING, \
+            STACK_ROTATED_SECRETS_FILE (default /run/stack-auth/rotated-secrets.env), \
             STACK_ROTATE_NO_RESTART=1 (images without supervisord), STACK_SUPERVISOR_SOCKET, \
             STACK_ROTATE_WAIT_LISTEN=0, BACKEND_PORT / DASHBOARD_PORT / NEXT_PUBLIC_STACK_PORT_PREFIX \
             (ports the restarted servers must listen on), STACK_LOG_LEVEL.
@@ -33,7 +34,7 @@ struct RotateSecretsCommand: AsyncParsableCommand {
             when it already completed, nothing changes.
             """)
 
-    @Option(help: "Where the rotated secrets are written (0600).")
+    @Option(help: "Where the rotated secrets are written (0600; default: $STACK_ROTATED_SECRETS_FILE or /run/stack-auth/rotated-secrets.env). The journal and lock go beside it.")
     var envFilePath: String?
 
     @Option(help: "WORK_DIR: the publishable key is replaced in every file under <work-dir>/apps (default: $STACK_RUNTIME_WORK_DIR or /app).")

@@ -25,7 +25,8 @@ import TestSupport
     /// values are refused with the variable named.
     @Test func configurationFromEnvironmentAndFlags() throws {
         let environment = ["STACK_RUNTIME_WORK_DIR": "/w", "NEXT_PUBLIC_STACK_PORT_PREFIX": "92", "DASHBOARD_PORT": "7000",
-                           "DB": "postgresql://x@/y", "STACK_SUPERVISOR_SOCKET": "/s.sock"]
+                           "DB": "postgresql://x@/y", "STACK_SUPERVISOR_SOCKET": "/s.sock",
+                           "STACK_ROTATED_SECRETS_FILE": "/var/lib/x/rotated.env"]
         var flags = RotationFlags()
         flags.databaseURLVariable = "DB"
         let configuration = try RotationConfiguration.resolve(flags: flags, environment: environment)
@@ -33,6 +34,8 @@ import TestSupport
         #expect(configuration.databaseConnectionString == "postgresql://x@/y")
         #expect(configuration.restart?.listenPorts == [9202, 7000])
         #expect(configuration.restart?.socketPath == "/s.sock")
+        #expect(configuration.envFilePath == "/var/lib/x/rotated.env")
+        #expect(configuration.journalPath == "/var/lib/x/rotate-secrets.journal")
 
         flags.workDirectory = "/flag"
         flags.listenPorts = [1234]
