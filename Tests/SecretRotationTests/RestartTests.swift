@@ -210,7 +210,7 @@ extension RestartTests {
         defer { world.remove() }
         let marker = world.directory.file("started-once")
         let app = SupervisordProgram(name: "stack-app", script: """
-            if [ -e '\(marker)' ]; then sleep 0.5; echo 'cannot listen' >&2; exit 3; fi
+            if [ -e '\(marker)' ]; then sleep 2; echo 'cannot listen' >&2; exit 3; fi
             : > '\(marker)'
             exec sleep 100000
             """, autorestart: "false", stopAsGroup: true, killAsGroup: true)
