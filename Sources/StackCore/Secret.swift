@@ -25,12 +25,17 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
 
     /// 32 bytes from the kernel CSPRNG (getrandom), as 64 lower-case hex characters.
     public static func generate() -> Secret {
-        var bytes = [UInt8](repeating: 0, count: 32)
+        Secret(trusted: Hex.encode(randomBytes(32)))
+    }
+
+    /// `count` bytes from the kernel CSPRNG (getrandom).
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
         let rc = bytes.withUnsafeMutableBytes { cs_getrandom($0.baseAddress, $0.count) }
         // getrandom only fails for invalid arguments or a missing syscall; continuing
         // with a weak value would be worse than stopping.
         precondition(rc == 0, "getrandom failed: \(StackError.describe(errno: -rc))")
-        return Secret(trusted: Hex.encode(bytes))
+        return bytes
     }
 
     public var description: String { "<redacted>" }

@@ -51,3 +51,14 @@ import Testing
         #expect(throws: StackError.self) { try InternalSecrets.parse(payload: secrets.payload + Array("\nCRON_SECRET=\(Secret.generate().unredacted)".utf8), source: "stdin") }
     }
 }
+
+@Suite struct Base64Tests {
+    @Test(arguments: [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")])
+    func matchesRFC4648Vectors(input: String, expected: String) {
+        #expect(Base64.encode(Array(input.utf8)) == expected)
+    }
+
+    @Test func encodesEveryByteValue() {
+        #expect(Base64.encode([0xFF, 0xFE, 0x00, 0x3E, 0x3F]) == "//4APj8=")
+    }
+}

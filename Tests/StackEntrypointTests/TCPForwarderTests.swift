@@ -112,11 +112,12 @@ import Glibc
                 let started = ContinuousClock.now
                 let fd = try TestSocket.connect(port: forwarder.port)
                 defer { close(fd) }
-                let outcome = try TestSocket.readToEnd(fd, deadline: .now + .seconds(5), resetIsEnd: true)
+                let outcome = try TestSocket.readToEnd(fd, deadline: .now + .seconds(60), resetIsEnd: true)
                 return (outcome, ContinuousClock.now - started)
             }
             #expect(outcome.isEmpty)
-            #expect(elapsed < .seconds(2))
+            // Promptly: far below the 60 s read deadline, with room for a loaded machine.
+            #expect(elapsed < .seconds(10))
 
             guard listen(upstream.fd, 8) == 0 else { throw StackError.systemCall("listen", errno: errno) }
             let listener = upstream.fd

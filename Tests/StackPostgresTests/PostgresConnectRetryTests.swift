@@ -32,9 +32,10 @@ struct PostgresConnectRetryTests {
             #expect(text.contains("connect to PostgreSQL at stack_app@\(server.socketDirectory)/postgres"))
             #expect(text.contains("No such file or directory"))
             #expect(text.contains("no connection within 700 ms"))
-            // Retried with backoff from ~10 ms: several attempts fit in 700 ms.
+            // Retried with backoff from ~10 ms: several attempts fit in 700 ms (at least
+            // two even on a machine loaded by parallel tests).
             let attempts = text.split(separator: "(").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
-            #expect(attempts >= 4)
+            #expect(attempts >= 2)
             #expect(!text.contains(Self.password))
             #expect(!recorder.entries.contains { $0.fullText.contains(Self.password) })
         }
@@ -113,9 +114,10 @@ struct PostgresConnectRetryTests {
         let error = await #expect(throws: PostgresError.self) {
             _ = try await PostgresConnection.connect(
                 to: PostgresConnectionString(database.server.connectionString(database: "no_such_database")),
-                options: PostgresConnectOptions(deadline: .seconds(30)), logger: quietLogger)
+                options: PostgresConnectOptions(deadline: .seconds(120)), logger: quietLogger)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Far below the 120 s retry deadline: not retried (the margin absorbs a loaded machine).
+        #expect(ContinuousClock.now - started < .seconds(30))
         #expect(error?.code == .connectionRejected)
         #expect(error?.message.contains("database \"no_such_database\" does not exist") == true)
     }
@@ -139,12 +141,12 @@ struct PostgresConnectRetryTests {
         let started = ContinuousClock.now
         let task = Task {
             _ = try await PostgresConnection.connect(
-                to: connectionString, options: PostgresConnectOptions(deadline: .seconds(60)), logger: quietLogger)
+                to: connectionString, options: PostgresConnectOptions(deadline: .seconds(120)), logger: quietLogger)
         }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
         let error = try #require(await task.result.failureValue as? PostgresError)
         #expect(error.code == .cancelled)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(30), "cancellation, not the 120 s deadline, ended the wait")
     }
 }

@@ -26,6 +26,7 @@ public final class GuestAgentProcess: Sendable {
     public let socketPath: String
     public let logPath: String
     public let child: ChildProcess
+    private let tether: TestLifeline.Tether
 
     public static func start() async throws -> GuestAgentProcess {
         let directory = try TemporaryDirectory(prefix: "qga")
@@ -33,11 +34,12 @@ public final class GuestAgentProcess: Sendable {
         let logPath = directory.file("qga.log")
         let stateDirectory = directory.file("state")
         let child: ChildProcess
+        let tether: TestLifeline.Tether
         do {
             try POSIX.makeDirectories(stateDirectory, mode: 0o700)
             // -t/-f keep the agent's state and pid files out of /var/run, so several
             // agents can run side by side.
-            child = try ManagedTestProcess.spawn(executable, arguments: [
+            (child, tether) = try ManagedTestProcess.spawn(executable, arguments: [
                 "-m", "unix-listen", "-p", socketPath, "-t", stateDirectory, "-f", directory.file("qga.pid"),
                 "-b", blockedCommands.joined(separator: ","),
             ], logPath: logPath)
@@ -45,7 +47,7 @@ public final class GuestAgentProcess: Sendable {
             directory.remove()
             throw error
         }
-        let process = GuestAgentProcess(directory: directory, socketPath: socketPath, logPath: logPath, child: child)
+        let process = GuestAgentProcess(directory: directory, socketPath: socketPath, logPath: logPath, child: child, tether: tether)
         do {
             try await ManagedTestProcess.waitForSocket(socketPath, child: child, logPath: logPath)
         } catch {
@@ -61,11 +63,12 @@ public final class GuestAgentProcess: Sendable {
         return try await body(process)
     }
 
-    private init(directory: TemporaryDirectory, socketPath: String, logPath: String, child: ChildProcess) {
+    private init(directory: TemporaryDirectory, socketPath: String, logPath: String, child: ChildProcess, tether: TestLifeline.Tether) {
         self.directory = directory
         self.socketPath = socketPath
         self.logPath = logPath
         self.child = child
+        self.tether = tether
     }
 
     public var pid: pid_t { child.pid }
@@ -74,7 +77,7 @@ public final class GuestAgentProcess: Sendable {
     public func send(_ signal: Int32) { child.send(signal) }
 
     public func stop() {
-        ManagedTestProcess.kill(child)
+        ManagedTestProcess.kill(child, tether: tether)
         directory.remove()
     }
 

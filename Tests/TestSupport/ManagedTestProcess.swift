@@ -9,13 +9,16 @@ import Darwin
 /// Shared plumbing of `QEMUProcess` and `GuestAgentProcess`: spawn with output into a
 /// log file, wait until a socket appears (or the process dies), kill and reap.
 enum ManagedTestProcess {
-    static func spawn(_ executable: String, arguments: [String], logPath: String) throws -> ChildProcess {
+    /// Spawns in a new process group tethered to this test process (`TestLifeline`), so
+    /// a crashed test run cannot leave it behind.
+    static func spawn(_ executable: String, arguments: [String], logPath: String) throws -> (ChildProcess, TestLifeline.Tether) {
         let log = try POSIX.open(logPath, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         defer { POSIX.close(log) }
         let command = Command(executable, arguments: arguments, environment: ["PATH": Command.defaultSearchPath],
                               processGroup: .new, standardInput: .discard,
                               standardOutput: .fileDescriptor(log), standardError: .fileDescriptor(log))
-        return try command.spawn()
+        let child = try command.spawn()
+        return (child, TestLifeline.tether(processGroup: child.pid))
     }
 
     /// Polls (from 5 ms, doubling to 50 ms: no notification exists for "socket bound")
@@ -39,10 +42,11 @@ enum ManagedTestProcess {
     }
 
     /// SIGKILL to the process group and a blocking reap: fast, and safe in `defer`.
-    static func kill(_ child: ChildProcess) {
+    static func kill(_ child: ChildProcess, tether: TestLifeline.Tether? = nil) {
         child.sendToGroup(SIGKILL)
         var status: Int32 = 0
         while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+        tether?.release()
     }
 
     static func logTail(_ path: String) -> String {

@@ -15,6 +15,7 @@ public final class QEMUProcess: Sendable {
     public let monitorPath: String
     public let logPath: String
     public let child: ChildProcess
+    private let tether: TestLifeline.Tether
     public let arguments: [String]
     /// Set once the child is reaped, so `stop()` never signals a recycled pid.
     private let reaped = Atomic<Bool>(false)
@@ -30,13 +31,14 @@ public final class QEMUProcess: Sendable {
         let arguments = ["-machine", "none", "-nodefaults", "-display", "none",
                          "-qmp", "unix:\(monitorPath),server=on,wait=off"] + extraArguments
         let child: ChildProcess
+        let tether: TestLifeline.Tether
         do {
-            child = try ManagedTestProcess.spawn(executable, arguments: arguments, logPath: logPath)
+            (child, tether) = try ManagedTestProcess.spawn(executable, arguments: arguments, logPath: logPath)
         } catch {
             directory.remove()
             throw error
         }
-        let process = QEMUProcess(directory: directory, monitorPath: monitorPath, logPath: logPath, child: child, arguments: arguments)
+        let process = QEMUProcess(directory: directory, monitorPath: monitorPath, logPath: logPath, child: child, tether: tether, arguments: arguments)
         do {
             try await ManagedTestProcess.waitForSocket(monitorPath, child: child, logPath: logPath)
         } catch {
@@ -53,11 +55,12 @@ public final class QEMUProcess: Sendable {
         return try await body(process)
     }
 
-    private init(directory: TemporaryDirectory, monitorPath: String, logPath: String, child: ChildProcess, arguments: [String]) {
+    private init(directory: TemporaryDirectory, monitorPath: String, logPath: String, child: ChildProcess, tether: TestLifeline.Tether, arguments: [String]) {
         self.directory = directory
         self.monitorPath = monitorPath
         self.logPath = logPath
         self.child = child
+        self.tether = tether
         self.arguments = arguments
     }
 
@@ -69,7 +72,7 @@ public final class QEMUProcess: Sendable {
     /// Kills (if still running), reaps and removes the directory. Idempotent.
     public func stop() {
         if !reaped.exchange(true, ordering: .acquiringAndReleasing) {
-            ManagedTestProcess.kill(child)
+            ManagedTestProcess.kill(child, tether: tether)
         }
         directory.remove()
     }
@@ -90,6 +93,7 @@ public final class QEMUProcess: Sendable {
             return first
         }
         reaped.store(true, ordering: .releasing)
+        tether.release()
         guard let outcome else { throw StackError(.systemCall, "QEMU \(child.pid) did not exit within \(timeout)") }
         return outcome
     }

@@ -56,6 +56,7 @@ public final class SupervisordServer: Sendable {
     public let configurationPath: String
     public let logPath: String
     private let process: ChildProcess
+    private let tether: TestLifeline.Tether
     private let marker: String
     private struct Lifecycle {
         /// `stop()` ran (or is running).
@@ -65,7 +66,8 @@ public final class SupervisordServer: Sendable {
     }
     private let lifecycle = Mutex(Lifecycle())
 
-    private init(directory: String, process: ChildProcess, marker: String) {
+    private init(directory: String, process: ChildProcess, tether: TestLifeline.Tether, marker: String) {
+        self.tether = tether
         self.directory = directory
         self.socketPath = Path.join(directory, "s.sock")
         self.configurationPath = Path.join(directory, "supervisord.conf")
@@ -115,7 +117,7 @@ public final class SupervisordServer: Sendable {
             workingDirectory: directory, processGroup: .newSession,
             standardInput: .discard, standardOutput: .fileDescriptor(output), standardError: .fileDescriptor(output)
         ).spawn()
-        let server = SupervisordServer(directory: directory, process: child, marker: marker)
+        let server = SupervisordServer(directory: directory, process: child, tether: TestLifeline.tether(processGroup: child.pid, graceSeconds: 5), marker: marker)
         do {
             try await server.waitUntilSocketAccepts(deadline: .now + readyTimeout)
         } catch {
@@ -152,6 +154,7 @@ public final class SupervisordServer: Sendable {
             }
         }
         await sweepMarkedProcesses()
+        tether.release()
         if !keepDirectory { SupervisordServer.removeTree(directory) }
     }
 
