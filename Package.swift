@@ -27,7 +27,7 @@ let package = Package(
         // MARK: shared by every executable (no QEMU, no Postgres knowledge)
         .target(name: "StackCore", dependencies: ["CSystem", log]),
         .target(name: "StackProcess", dependencies: ["StackCore", "CSystem", log]),
-        .target(name: "StackRewrite", dependencies: ["StackCore", "CSystem"]),
+        .target(name: "StackRewrite", dependencies: ["StackCore", "CSystem", log]),
 
         // MARK: container side
         .target(name: "StackPostgres", dependencies: ["StackCore", "StackProcess", "CLibPQ", log]),
@@ -49,6 +49,8 @@ let package = Package(
         .executableTarget(name: "rotate-secrets", dependencies: ["SecretRotation", "StackCore", argumentParser, log]),
         .executableTarget(name: "trigger-fast-rotate", dependencies: ["GuestTrigger", "StackCore", argumentParser, log]),
         .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", argumentParser, log]),
+        // Benchmarks/rewrite.sh drives it; StackRewriteTests run it as another user.
+        .executableTarget(name: "rewrite-bench", dependencies: ["StackRewrite", "StackCore"], path: "Benchmarks/RewriteBench"),
 
         // MARK: benchmark drivers (run by Benchmarks/*.sh, not shipped)
         .executableTarget(name: "qmp-roundtrip", dependencies: ["QEMUControl"], path: "Benchmarks/qmp-roundtrip"),
@@ -59,7 +61,7 @@ let package = Package(
         .testTarget(name: "StackCoreTests", dependencies: ["StackCore", "TestSupport"]),
         .executableTarget(name: "supervisor-harness", dependencies: ["StackProcess", "StackCore", log], path: "Tests/SupervisorHarness"),
         .testTarget(name: "StackProcessTests", dependencies: ["StackProcess", "TestSupport", "supervisor-harness"]),
-        .testTarget(name: "StackRewriteTests", dependencies: ["StackRewrite", "TestSupport"]),
+        .testTarget(name: "StackRewriteTests", dependencies: ["StackRewrite", "TestSupport", "rewrite-bench"]),
         .testTarget(name: "StackPostgresTests", dependencies: ["StackPostgres", "TestSupport", log]),
         .testTarget(name: "SupervisordTests", dependencies: ["Supervisord", "TestSupport"]),
         .testTarget(name: "StackEntrypointTests", dependencies: ["StackEntrypoint", "StackPostgres", "TestSupport", "stack-entrypoint"]),

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "csystem_files.h"
 #include "csystem_host.h"
 #include "csystem_signal_forward.h"
 #include "csystem_socket.h"

@@ -1,1 +1,0 @@
-// The StackRewrite module; see README.md (Architecture).
