@@ -65,7 +65,7 @@ public struct SecretRotator: Sendable {
         self.willBegin = willBegin
     }
 
-    static var defaultKeyRewriter: any PublishableKeyRewriting { InterimKeyRewriter() }
+    static var defaultKeyRewriter: any PublishableKeyRewriting { StackRewriteKeyRewriter() }
 
     /// Runs the rotation to `secrets` (validated by `InternalSecrets.fresh`). Throws
     /// `RotationError`; whatever it leaves is finished by running again.
