@@ -140,7 +140,7 @@ for _ in $(seq 1 "$rounds"); do
 done
 
 echo "rotate-secrets, $rounds rotations (real PostgreSQL 15, supervisord, Node fixture servers); medians in ms:"
-for step in prepare journal env-file rewrite database commit restart listen finish; do
+for step in prepare journal env-file rewrite sync database commit restart listen finish; do
     printf '  %-9s %8.1f\n' "$step" "$(awk -v s="$step" '$1==s {print $2}' "$work/steps" | median)"
 done
 wall=$(median <"$work/wall")

@@ -2,8 +2,8 @@ import StackCore
 
 /// The one file-tree operation rotation needs: every occurrence of one publishable key
 /// becomes another, in every regular file under a directory (whatever its name, §5.4
-/// #28), each file replaced atomically with its mode kept, and the result durable before
-/// returning (the journal moves on only after it).
+/// #28), each file replaced atomically with its mode kept. Flushing to disk is the
+/// caller's (`RotationStep.sync`).
 public protocol PublishableKeyRewriting: Sendable {
     func replace(_ old: Secret, with new: Secret, under directory: String) async throws -> KeyRewriteResult
 }

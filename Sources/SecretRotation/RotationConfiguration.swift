@@ -51,6 +51,9 @@ public struct RotationConfiguration: Sendable {
     public var initialPublishableKey: Secret
     /// Bound for waiting on another rotate-secrets that holds the lock.
     public var lockTimeout: Duration
+    /// `syncfs` after rewriting files (durability across a power cut); off trades that
+    /// for speed where the tree is disposable.
+    public var syncRewrittenFiles: Bool
 
     public init(envFilePath: String = RotationConfiguration.defaultEnvFilePath,
                 journalPath: String? = nil,
@@ -60,7 +63,8 @@ public struct RotationConfiguration: Sendable {
                 databaseConnectTimeout: Duration = .seconds(30),
                 restart: Restart? = Restart(),
                 initialPublishableKey: Secret = RotationConfiguration.placeholderPublishableKey,
-                lockTimeout: Duration = .seconds(60)) {
+                lockTimeout: Duration = .seconds(60),
+                syncRewrittenFiles: Bool = true) {
         let stateDirectory = Path.directory(of: envFilePath)
         self.envFilePath = envFilePath
         self.journalPath = journalPath ?? Path.join(stateDirectory, "rotate-secrets.journal")
@@ -71,6 +75,7 @@ public struct RotationConfiguration: Sendable {
         self.restart = restart
         self.initialPublishableKey = initialPublishableKey
         self.lockTimeout = lockTimeout
+        self.syncRewrittenFiles = syncRewrittenFiles
     }
 
     // The placeholder is a constant hex64 string, so validating it cannot fail.

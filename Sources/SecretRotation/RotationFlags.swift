@@ -11,6 +11,7 @@ public struct RotationFlags: Sendable {
     /// The variable holding the libpq connection string.
     public var databaseURLVariable = "STACK_DATABASE_CONNECTION_STRING"
     public var noWaitForListen = false
+    public var noSync = false
     public var listenTimeout: Duration?
     /// Explicit ports; empty: derived from the environment.
     public var listenPorts: [Int] = []
@@ -28,6 +29,7 @@ extension RotationConfiguration {
     /// | `STACK_DATABASE_CONNECTION_STRING` (name: `--database-url-from-env`) | libpq connection string; empty skips the row update | — |
     /// | `STACK_ROTATE_NO_RESTART` | `1`/`true`: image without supervisord, do not restart | restart |
     /// | `STACK_SUPERVISOR_SOCKET` | supervisord's unix socket | `/var/run/supervisor.sock` |
+    /// | `STACK_ROTATE_SYNC` | `0`/`false`: no `syncfs` after rewriting files | sync |
     /// | `STACK_ROTATE_WAIT_LISTEN` | `0`/`false`: do not wait for the new listeners | wait |
     /// | `BACKEND_PORT`, `DASHBOARD_PORT` | ports the new generation must listen on | `<P>02`, `<P>01` |
     /// | `NEXT_PUBLIC_STACK_PORT_PREFIX` | `P` | `81` |
@@ -75,11 +77,13 @@ extension RotationConfiguration {
         guard EnvFile.isValidKey(flags.databaseURLVariable) else {
             throw RotationError(.invalidConfiguration, "--database-url-from-env must name an environment variable, not \"\(flags.databaseURLVariable)\"")
         }
+        let sync = try !flags.noSync && (boolean("STACK_ROTATE_SYNC") ?? true)
         return RotationConfiguration(
             envFilePath: flags.envFilePath ?? value("STACK_ROTATED_SECRETS_FILE") ?? RotationConfiguration.defaultEnvFilePath,
             workDirectory: flags.workDirectory ?? value("STACK_RUNTIME_WORK_DIR") ?? RotationConfiguration.defaultWorkDirectory,
             databaseConnectionString: value(flags.databaseURLVariable),
-            restart: restart)
+            restart: restart,
+            syncRewrittenFiles: sync)
     }
 }
 

@@ -16,6 +16,10 @@ public enum RotationStep: String, CaseIterable, Sendable, CustomStringConvertibl
     case envFile = "env-file"
     /// Replace the old publishable key(s) by the new one under `<WORK_DIR>/apps`.
     case rewrite
+    /// `syncfs` on the work tree's file system, so the rewritten files are on disk
+    /// before the row and the journal say the rotation happened (power loss; a kill -9
+    /// needs no flush: a completed rename survives the process).
+    case sync
     /// UPDATE the internal ApiKeySet row in a transaction.
     case database
     /// Journal phase `restart`: state is consistent, the running generation is not yet.

@@ -1,3 +1,4 @@
+import CSystem
 import Logging
 import StackCore
 import StackPostgres
@@ -27,7 +28,7 @@ import Darwin
 /// 3. `envFile` — first, because a stack-app restarted by anyone else from now on
 ///    already reads (and, via its start-up upsert, writes to the row) the new keys.
 /// 4. `rewrite` — each old key → new key, one pass each (normally exactly one), atomic
-///    per file, synced to disk before the next step.
+///    per file; `sync` then flushes them (one `syncfs`) before anything records success.
 /// 5. `database` — last of the three: the moment the row changes, the old generation's
 ///    keys stop working, so this is kept right before the restart. One transaction.
 /// 6. `commit` — env file, files and row agree; the journal becomes "restart pending"
@@ -157,6 +158,16 @@ public struct SecretRotator: Sendable {
             clock.finish(.rewrite, "no file under \(config.appsDirectory) contained a previous publishable key (already rotated?)")
         }
 
+        await willBegin(.sync)
+        if rewrite.filesChanged == 0 {
+            clock.finish(.sync, "nothing to sync")
+        } else if config.syncRewrittenFiles {
+            try Self.syncFileSystem(of: config.appsDirectory)
+            clock.finish(.sync, "synced the file system of \(config.appsDirectory)")
+        } else {
+            clock.finish(.sync, "not synced (--no-sync)")
+        }
+
         // 5. database
         await willBegin(.database)
         if let database {
@@ -235,6 +246,17 @@ public struct SecretRotator: Sendable {
         return report
     }
 
+    private static func syncFileSystem(of directory: String) throws {
+        do {
+            let fd = try POSIX.open(directory, O_RDONLY | O_DIRECTORY)
+            defer { POSIX.close(fd) }
+            let rc = cs_syncfs(fd)
+            if rc != 0 { throw StackError.systemCall("syncfs \(directory)", errno: -rc) }
+        } catch {
+            throw RotationError(.rewrite, "flush the rewritten files to disk", underlying: error)
+        }
+    }
+
     private func connect(_ connectionString: String) async throws -> (connection: PostgresConnection, row: ApiKeySetStore.Record) {
         do {
             let parsed = try PostgresConnectionString(connectionString)
@@ -269,12 +291,14 @@ public struct RotationReport: Sendable {
     public init() {}
 }
 
-/// Times the steps and writes the one log line each step ends with.
+/// Times the steps (wall clock, and with `--timings` also the process's CPU time, all
+/// threads) and writes the one log line each step ends with.
 struct StepClock {
     let logger: Logger
     let logTimings: Bool
     private let started = ContinuousClock.now
     private var last = ContinuousClock.now
+    private var lastCPU = StepClock.cpuTime()
     private(set) var timings: [(step: RotationStep, elapsed: Duration)] = []
 
     init(logger: Logger, logTimings: Bool) {
@@ -290,11 +314,23 @@ struct StepClock {
         last = now
         timings.append((step, elapsed))
         if logTimings {
-            logger.info("\(message)", metadata: ["step": "\(step)", "elapsed": "\(StepClock.format(elapsed))"])
+            let cpu = StepClock.cpuTime()
+            defer { lastCPU = cpu }
+            logger.info("\(message)", metadata: [
+                "step": "\(step)", "elapsed": "\(StepClock.format(elapsed))", "cpu": "\(StepClock.format(cpu - lastCPU))",
+            ])
         } else {
             logger.info("\(message)")
             logger.debug("step \(step) took \(StepClock.format(elapsed))")
         }
+    }
+
+    /// User + system time of the whole process.
+    static func cpuTime() -> Duration {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
+        return duration(usage.ru_utime) + duration(usage.ru_stime)
     }
 
     /// `12.3 ms`.

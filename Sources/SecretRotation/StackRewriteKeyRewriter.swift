@@ -4,12 +4,12 @@ import StackRewrite
 /// Key rotation through StackRewrite's one-pass engine in literal mode — the same engine
 /// stack-entrypoint uses for sentinels: every regular file under the directory whatever
 /// its name, streamed through a fixed buffer, a changed file replaced atomically with its
-/// mode (and owner) kept, one `syncfs` at the end so the rewrite is on disk before the
-/// journal moves on.
+/// mode (and owner) kept. No flush here: `SecretRotator` syncs as a step of its own, so
+/// its cost (it depends on whatever else is dirty on that file system) shows separately.
 struct StackRewriteKeyRewriter: PublishableKeyRewriting {
     var options: RewriteOptions
 
-    init(options: RewriteOptions = RewriteOptions(durability: .syncFileSystemAtEnd)) {
+    init(options: RewriteOptions = RewriteOptions(durability: .none)) {
         self.options = options
     }
 

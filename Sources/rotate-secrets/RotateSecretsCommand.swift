@@ -27,7 +27,7 @@ struct RotateSecretsCommand: AsyncParsableCommand {
             Environment (flags win): STACK_RUNTIME_WORK_DIR (default /app), STACK_DATABASE_CONNECTION_STRING, \
             STACK_ROTATED_SECRETS_FILE (default /run/stack-auth/rotated-secrets.env), \
             STACK_ROTATE_NO_RESTART=1 (images without supervisord), STACK_SUPERVISOR_SOCKET, \
-            STACK_ROTATE_WAIT_LISTEN=0, BACKEND_PORT / DASHBOARD_PORT / NEXT_PUBLIC_STACK_PORT_PREFIX \
+            STACK_ROTATE_WAIT_LISTEN=0, STACK_ROTATE_SYNC=0, BACKEND_PORT / DASHBOARD_PORT / NEXT_PUBLIC_STACK_PORT_PREFIX \
             (ports the restarted servers must listen on), STACK_LOG_LEVEL.
 
             Re-running with the same input after any failure or crash finishes the rotation; \
@@ -61,6 +61,9 @@ struct RotateSecretsCommand: AsyncParsableCommand {
     @Option(help: "Name of the environment variable holding the libpq connection string (empty or unset: the row is not updated).")
     var databaseUrlFromEnv = "STACK_DATABASE_CONNECTION_STRING"
 
+    @Flag(help: "Do not syncfs after rewriting files (a kill is still safe; a power cut may lose the rewrite). Also STACK_ROTATE_SYNC=0.")
+    var noSync = false
+
     @Flag(help: "Log each step's elapsed time on its line.")
     var timings = false
 
@@ -84,6 +87,7 @@ struct RotateSecretsCommand: AsyncParsableCommand {
             flags.noRestart = noRestart
             flags.restartTimeout = try Self.duration(restartTimeout, "--restart-timeout")
             flags.noWaitForListen = noWaitListen
+            flags.noSync = noSync
             flags.listenTimeout = try Self.duration(listenTimeout, "--listen-timeout")
             flags.listenPorts = waitForPorts
             flags.databaseURLVariable = databaseUrlFromEnv

@@ -5,50 +5,48 @@ import Supervisord
 import Testing
 import TestSupport
 
-/// rotate-secrets against a real supervisord whose `stack-app` starts the Node fixture
-/// servers (backend, dashboard) and whose `cron-jobs` is a small loop, both reading
-/// rotated-secrets.env at start as the real ones do.
+/// rotate-secrets against a real supervisord whose `stack-app` is the real
+/// stack-entrypoint running the Node fixture servers (backend, dashboard) and whose
+/// `cron-jobs` is a small loop; both read rotated-secrets.env at start.
 @Suite struct RestartTests {
     static let fixtureApps: String = {
         let tests = Path.directory(of: Path.directory(of: #filePath))
         return Path.join(tests, "Fixtures/app/apps")
     }()
 
-    /// A world holding a copy of the fixture app after its first start: the PCK sentinel
-    /// already replaced by the placeholder (what a captured snapshot holds).
+    static var entrypointPath: String { Path.join(RotationWorld.binDirectory, "stack-entrypoint") }
+
+    /// A world holding a copy of the fixture app as built (sentinels unreplaced), where
+    /// the PCK will be after stack-entrypoint's first start.
     static func fixtureWorld() async throws -> RotationWorld {
         var world = try await RotationWorld.make()
         try await TestShell.run("cp -R '\(fixtureApps)/.' '\(world.appsDirectory)/'")
-        let sentinel = "STACK_ENV_VAR_SENTINEL_NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY"
-        for file in ["backend/bundle.js", "dashboard/bundle.js", "dashboard/page.html"] {
-            let text = String(decoding: try world.read(file), as: UTF8.self)
-            try world.addFile(file, text.replacingOccurrences(of: sentinel, with: "{KEY}"))
-        }
+        for file in ["backend/bundle.js", "dashboard/bundle.js", "dashboard/page.html"] { world.trackKeyFile(file) }
         return world
     }
 
-    /// Stand-in for stack-entrypoint under supervisord until its wiring lands: reads the
-    /// rotated secrets (test-only shell), derives the public key variable, starts both
-    /// servers and waits.
-    static func programs(_ world: RotationWorld, backendPort: Int, dashboardPort: Int, includeCron: Bool = true) -> [SupervisordProgram] {
+    /// The real stack-entrypoint as `stack-app`, configured as in the emulator container
+    /// (WORK_DIR = the app tree, local-emulator mode, placeholders in the container
+    /// environment, the rotated-secrets overlay); `cron-jobs` reads the overlay as
+    /// run-cron-jobs.sh does (test-only shell) and loops.
+    static func programs(_ world: RotationWorld, backendPort: Int, dashboardPort: Int) -> [SupervisordProgram] {
         var environment = world.environment(nil)
-        environment.removeValue(forKey: "STACK_DATABASE_CONNECTION_STRING")
-        environment["ROTATED_SECRETS"] = world.envFilePath
+        environment["NEXT_PUBLIC_STACK_IS_LOCAL_EMULATOR"] = "true"
+        environment["STACK_SKIP_MIGRATIONS"] = "true"
+        environment["STACK_SKIP_SEED_SCRIPT"] = "true"
         environment["BACKEND_PORT"] = String(backendPort)
         environment["DASHBOARD_PORT"] = String(dashboardPort)
-        let app = SupervisordProgram(name: "stack-app", script: """
-            set -a; [ -f "$ROTATED_SECRETS" ] && . "$ROTATED_SECRETS"; set +a
-            export NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY="$STACK_SEED_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY"
-            cd "$STACK_RUNTIME_WORK_DIR"
-            PORT=$BACKEND_PORT HOSTNAME=127.0.0.1 node apps/backend/server.js &
-            PORT=$DASHBOARD_PORT HOSTNAME=127.0.0.1 node apps/dashboard/server.js &
-            wait
-            """, environment: environment, autorestart: "unexpected", stopWaitSeconds: 10, stopAsGroup: true, killAsGroup: true)
+        let app = SupervisordProgram(
+            name: "stack-app",
+            command: "\(entrypointPath) --app-dir \(world.workDirectory) --work-dir \(world.workDirectory) --rotated-secrets \(world.envFilePath)",
+            environment: environment, autorestart: "unexpected", stopWaitSeconds: 10, stopAsGroup: true, killAsGroup: true)
         let cron = SupervisordProgram(name: "cron-jobs", script: """
             set -a; [ -f "$ROTATED_SECRETS" ] && . "$ROTATED_SECRETS"; set +a
             exec /bin/sh -c 'while :; do sleep 1; done'
-            """, environment: environment, stopAsGroup: true, killAsGroup: true)
-        return includeCron ? [app, cron] : [app]
+            """, environment: ["ROTATED_SECRETS": world.envFilePath, "PATH": Command.defaultSearchPath,
+                               "CRON_SECRET": InternalSecrets.Name.cronSecret.placeholder],
+            stopAsGroup: true, killAsGroup: true)
+        return [app, cron]
     }
 
     struct ServerView: Sendable {
@@ -120,7 +118,9 @@ import TestSupport
             let client = SupervisordClient(socketPath: supervisord.socketPath)
             let oldBackend = try await Self.waitForServer(port: backendPort)
             let oldDashboard = try await Self.waitForServer(port: dashboardPort)
+            // The first start replaced the PCK sentinel by the container's placeholder.
             #expect(oldBackend.bundle.contains(RotationWorld.placeholders.publishableClientKey.unredacted))
+            #expect(oldBackend.environment["NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY"] == RotationWorld.placeholders.publishableClientKey.unredacted)
             let oldPrograms = try await client.allProcessInfo()
 
             let secrets = InternalSecrets.generate()

@@ -81,6 +81,12 @@ struct RotationWorld {
         }
     }
 
+    /// Registers a file some other process will put the key in (e.g. stack-entrypoint's
+    /// sentinel pass).
+    mutating func trackKeyFile(_ relative: String) {
+        keyFiles.append(relative)
+    }
+
     func read(_ relative: String) throws -> [UInt8] {
         try POSIX.readFile(Path.join(appsDirectory, relative))
     }
