@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Whole `rotate-secrets` wall time against a real PostgreSQL 15 and a real supervisord
-# whose stack-app runs the Node fixture servers (Tests/Fixtures/app) and whose
-# cron-jobs is a loop, split into its steps (`--timings`), next to a same-run baseline:
+# whose stack-app is the real stack-entrypoint running the Node fixture servers
+# (Tests/Fixtures/app) and whose cron-jobs is a loop, split into its steps (`--timings`), next to a same-run baseline:
 # `supervisorctl restart stack-app cron-jobs` alone (what the shell version's dominant
 # step cost; it returns at RUNNING, before Node listens).
 #
@@ -17,9 +17,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 pgbin=/usr/lib/postgresql/15/bin
 
-echo "building rotate-secrets (release)..." >&2
+echo "building rotate-secrets and stack-entrypoint (release)..." >&2
 swift build -c release --product rotate-secrets >&2
+swift build -c release --product stack-entrypoint >&2
 bin="$(swift build -c release --show-bin-path)/rotate-secrets"
+entrypoint="$(swift build -c release --show-bin-path)/stack-entrypoint"
 
 work=$(mktemp -d /tmp/rotb.XXXXXX)
 chmod 755 "$work"
@@ -61,25 +63,16 @@ INSERT INTO "ApiKeySet" VALUES ('internal', '3142e763-b230-44b5-8636-aa62f7489c2
 SQL
 database="postgresql://postgres@/stackframe?host=$work/pgsock"
 
-# The app tree as a first start leaves it: PCK sentinel replaced by the placeholder.
+# The app tree as built (sentinels in it); stack-entrypoint's first start replaces them
+# in place (WORK_DIR = the app tree, as in the emulator), the PCK by the placeholder.
 mkdir -p "$work/app"
 cp -R Tests/Fixtures/app/apps "$work/app/"
-sed -i 's/STACK_ENV_VAR_SENTINEL_NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY/00000000000000000000000000000000ffffffffffffffffffffffffffffffff/g' \
-    "$work/app/apps/backend/bundle.js" "$work/app/apps/dashboard/bundle.js" "$work/app/apps/dashboard/page.html"
 mkdir -m 700 "$work/state"
 read -r backend_port dashboard_port < <(python3 -c 'import socket
 s=[socket.socket() for _ in range(2)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])')
 
-cat >"$work/stack-app.sh" <<EOF
-set -a; [ -f "$work/state/rotated-secrets.env" ] && . "$work/state/rotated-secrets.env"; set +a
-export NEXT_PUBLIC_STACK_PUBLISHABLE_CLIENT_KEY="\$STACK_SEED_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY"
-cd "$work/app"
-PORT=$backend_port HOSTNAME=127.0.0.1 node apps/backend/server.js &
-PORT=$dashboard_port HOSTNAME=127.0.0.1 node apps/dashboard/server.js &
-wait
-EOF
 cat >"$work/cron-jobs.sh" <<EOF
 set -a; [ -f "$work/state/rotated-secrets.env" ] && . "$work/state/rotated-secrets.env"; set +a
 exec /bin/sh -c 'while :; do sleep 1; done'
@@ -97,13 +90,13 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://$work/s.sock
 [program:stack-app]
-command=/bin/sh $work/stack-app.sh
+command=$entrypoint --app-dir $work/app --work-dir $work/app --rotated-secrets $work/state/rotated-secrets.env
 startsecs=0
 autorestart=unexpected
 stopasgroup=true
 killasgroup=true
 stopwaitsecs=10
-environment=STACK_SEED_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY="00000000000000000000000000000000ffffffffffffffffffffffffffffffff"
+environment=PATH="$PATH",NEXT_PUBLIC_STACK_IS_LOCAL_EMULATOR="true",STACK_SKIP_MIGRATIONS="true",STACK_SKIP_SEED_SCRIPT="true",STACK_RUNTIME_WORK_DIR="$work/app",STACK_DATABASE_CONNECTION_STRING="$database",BACKEND_PORT="$backend_port",DASHBOARD_PORT="$dashboard_port",STACK_SEED_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY="00000000000000000000000000000000ffffffffffffffffffffffffffffffff",STACK_SEED_INTERNAL_PROJECT_SECRET_SERVER_KEY="00000000000000000000000000000000eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY="00000000000000000000000000000000dddddddddddddddddddddddddddddddd"
 [program:cron-jobs]
 command=/bin/sh $work/cron-jobs.sh
 startsecs=0
