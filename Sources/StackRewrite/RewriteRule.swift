@@ -1,5 +1,8 @@
 /// What the rewriter replaces. Both kinds run through the same streaming engine.
-public enum RewriteRule: Sendable {
+///
+/// Its description never shows the bytes (a rotated key is one of the internal
+/// secrets), only their lengths.
+public enum RewriteRule: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// Sentinel substitution (§1.2 step 9, §5.3): every token `STACK_ENV_VAR_SENTINEL_<NAME>`
     /// becomes the value of `<NAME>`.
     ///
@@ -22,6 +25,16 @@ public enum RewriteRule: Sendable {
     public static func literal(_ search: String, _ replacement: String) -> RewriteRule {
         .literal(search: Array(search.utf8), replacement: Array(replacement.utf8))
     }
+
+    public var description: String {
+        switch self {
+        case .sentinels: "sentinels"
+        case .literal(let search, let replacement): "literal(<\(search.count) bytes> → <\(replacement.count) bytes>)"
+        }
+    }
+
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .enum) }
 
     func validated() throws -> RewriteRule {
         if case .literal(let search, _) = self, search.isEmpty {

@@ -41,6 +41,8 @@ public struct CopySummary: Sendable, Equatable, CustomStringConvertible {
     public var copiedAnything: Bool { filesCopied > 0 || symlinks > 0 || directories > 0 }
 
     public var description: String {
-        "files=\(filesCopied) bytes=\(bytesCopied) dirs=\(directories) symlinks=\(symlinks) skipped=\(specialFilesSkipped) rewrite: \(rewrite) elapsed=\(elapsed)"
+        "files=\(filesCopied) bytes=\(bytesCopied) dirs=\(directories) symlinks=\(symlinks) skipped=\(specialFilesSkipped) "
+            + "rewrite: scanned=\(rewrite.filesScanned) changed=\(rewrite.filesChanged) replaced=\(rewrite.tokensReplaced) "
+            + "bytes=\(rewrite.bytesRead) elapsed=\(elapsed)"
     }
 }

@@ -98,3 +98,15 @@ import TestSupport
         #expect(try fixture.status("apps/a.js").permissions == 0o600)
     }
 }
+
+/// Keys never leak through logging a rule.
+@Suite struct RewriteRuleDescriptionTests {
+    @Test func literalRuleDescriptionHidesTheBytes() {
+        let rule = RewriteRule.literal(LiteralRewriteTests.placeholder, LiteralRewriteTests.fresh)
+        #expect("\(rule)" == "literal(<64 bytes> → <64 bytes>)")
+        #expect(!String(reflecting: rule).contains(LiteralRewriteTests.fresh))
+        var dumped = ""
+        dump(rule, to: &dumped)
+        #expect(!dumped.contains(LiteralRewriteTests.fresh))
+    }
+}
