@@ -160,13 +160,12 @@ struct RotationWorld {
     func expectConsistent(with secrets: InternalSecrets, formerKeys: [Secret], sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let env = try POSIX.readFile(envFilePath)
         #expect(env == RotationWorld.expectedEnvFile(secrets), "env file", sourceLocation: sourceLocation)
-        let new = Array(secrets.publishableClientKey.unredacted.utf8)
+        let former = Set(formerKeys.map(\.unredacted)).subtracting([secrets.publishableClientKey.unredacted])
         for file in keyFiles {
-            let content = try read(file)
-            #expect(content.contains(new), "\(file) lacks the new key", sourceLocation: sourceLocation)
-            for former in formerKeys where former != secrets.publishableClientKey {
-                #expect(!content.contains(Array(former.unredacted.utf8)), "\(file) still holds a former key", sourceLocation: sourceLocation)
-            }
+            // One pass per file: the 64-character hex runs it holds (keys are the only ones).
+            let keys = RotationWorld.hexKeys(in: try read(file))
+            #expect(keys.contains(secrets.publishableClientKey.unredacted), "\(file) lacks the new key", sourceLocation: sourceLocation)
+            #expect(keys.isDisjoint(with: former), "\(file) still holds a former key", sourceLocation: sourceLocation)
         }
         for (file, bytes) in otherFiles {
             #expect(try read(file) == bytes, "\(file) changed", sourceLocation: sourceLocation)
@@ -176,6 +175,24 @@ struct RotationWorld {
             #expect(row == [secrets.publishableClientKey.unredacted, secrets.secretServerKey.unredacted, secrets.superSecretAdminKey.unredacted],
                     "database row", sourceLocation: sourceLocation)
         }
+    }
+
+    /// Every maximal run of exactly 64 hex digits in `bytes`.
+    static func hexKeys(in bytes: [UInt8]) -> Set<String> {
+        var keys = Set<String>()
+        var start = -1
+        func isHex(_ byte: UInt8) -> Bool {
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
+        }
+        for index in 0...bytes.count {
+            if index < bytes.count && isHex(bytes[index]) {
+                if start < 0 { start = index }
+            } else if start >= 0 {
+                if index - start == 64 { keys.insert(String(decoding: bytes[start..<index], as: UTF8.self)) }
+                start = -1
+            }
+        }
+        return keys
     }
 
     static func expectedEnvFile(_ secrets: InternalSecrets) -> [UInt8] {
