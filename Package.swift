@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "StackPostgres", dependencies: ["StackCore", "StackProcess", "CLibPQ", log]),
         .target(name: "Supervisord", dependencies: ["StackCore", "StackProcess", log]),
         .target(name: "StackEntrypoint", dependencies: ["StackCore", "StackProcess", "StackRewrite", "StackPostgres", log]),
-        .target(name: "SecretRotation", dependencies: ["StackCore", "StackRewrite", "StackPostgres", "Supervisord", log]),
+        .target(name: "SecretRotation", dependencies: ["StackCore", "CSystem", "StackRewrite", "StackPostgres", "Supervisord", log]),
 
         // MARK: guest side (must not link libpq: the guest has no Postgres client)
         .target(name: "GuestTrigger", dependencies: ["StackCore", "StackProcess", log]),

@@ -1,1 +1,0 @@
-// The GuestTrigger module; see README.md (Architecture).

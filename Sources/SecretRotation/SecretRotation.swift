@@ -1,1 +1,0 @@
-// The SecretRotation module; see README.md (Architecture).
