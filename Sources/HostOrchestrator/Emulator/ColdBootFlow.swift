@@ -87,7 +87,7 @@ struct ColdBootFlow: Sendable {
         }
         defer { agent.close() }
         console.log("Generating fresh secrets + triggering rotation...")
-        let rotation = GuestSecretRotation(internalPCKPath: context.paths.internalPCK)
+        let rotation = GuestSecretRotation(internalPCKPath: context.paths.internalPCK, timings: timings)
         let secrets = try await timings.measure(.rotate) {
             try await rotation.rotate(agent: agent, deadline: .now + context.deadlines.rotation)
         }

@@ -16,7 +16,10 @@ struct GuestSecretRotation: Sendable {
     struct Started: Sendable {
         let secrets: InternalSecrets
         let pid: Int64
+        let since: ContinuousClock.Instant
     }
+
+    let timings: PhaseTimings
 
     /// Returns the secrets now live in the guest.
     func rotate(agent: GuestAgentClient, deadline: ContinuousClock.Instant) async throws -> InternalSecrets {
@@ -24,12 +27,15 @@ struct GuestSecretRotation: Sendable {
     }
 
     /// Generates the secrets, writes internal-pck, starts the trigger (returns at once).
+    /// The `.trigger` phase starts after internal-pck is written and before the guest
+    /// process is started (observers check that order, §4.19-20).
     func start(agent: GuestAgentClient, deadline: ContinuousClock.Instant) async throws -> Started {
         let secrets = InternalSecrets.generate()
         try writeInternalPCK(secrets.publishableClientKey.unredacted)
+        let since = timings.begin(.trigger)
         do {
             let pid = try await agent.startExec(path: GuestSecretRotation.trigger, input: secrets.payload, captureOutput: true, deadline: deadline)
-            return Started(secrets: secrets, pid: pid)
+            return Started(secrets: secrets, pid: pid, since: since)
         } catch {
             throw HostError(.guestFailed, "cannot start trigger-fast-rotate in the guest: \(error)")
         }
@@ -43,6 +49,7 @@ struct GuestSecretRotation: Sendable {
         } catch let error as QEMUControlError where error.code == .timedOut {
             throw HostError(.guestFailed, "trigger-fast-rotate did not complete before its deadline: \(error.message)")
         }
+        timings.end(.trigger, since: started.since)
         guard result.isSuccess else {
             let tail = (result.standardErrorText + "\n" + result.standardOutputText)
                 .split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")

@@ -28,6 +28,9 @@ public struct Phase: RawRepresentable, Hashable, Sendable, Codable, CustomString
     public static let mount: Phase = "mount"
     /// Secrets generated, internal-pck written, `trigger-fast-rotate` run to exit 0.
     public static let rotate: Phase = "rotate"
+    /// `trigger-fast-rotate` itself, from its start in the guest (internal-pck is
+    /// already written) to its exit.
+    public static let trigger: Phase = "trigger"
     /// All four services answering 200.
     public static let healthy: Phase = "healthy"
     /// Cold boot: launch until the services first answer.

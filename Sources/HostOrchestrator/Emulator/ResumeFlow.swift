@@ -196,7 +196,7 @@ struct ResumeFlow: Sendable {
         // guest-set-time makes the agent run `hwclock -w` (~150 ms of emulated fork/exec)
         // and handles nothing else meanwhile. The clock is right long before
         // rotate-secrets restarts the services (seconds later in the real guest).
-        let rotation = GuestSecretRotation(internalPCKPath: context.paths.internalPCK)
+        let rotation = GuestSecretRotation(internalPCKPath: context.paths.internalPCK, timings: timings)
         let mountDeadline = ContinuousClock.now + deadlines.mount
         let rotationDeadline = ContinuousClock.now + deadlines.rotation
         var trigger: (started: GuestSecretRotation.Started, since: ContinuousClock.Instant)?
@@ -280,7 +280,10 @@ struct ResumeFlow: Sendable {
         case .snapshotIncompatible(let line)?, .snapshotDamaged(let line)?:
             return ResumeFailure("QEMU rejected the snapshot: \(line)", snapshotAtFault: true)
         case nil:
-            let blamesLayer = error.message.contains(snapshot.directory) || log.contains(snapshot.directory)
+            // The session overlay was just made on the snapshot's layer, and preflight
+            // checked the base image: a backing-file error is the layer's.
+            let text = error.message + "\n" + log
+            let blamesLayer = text.contains(snapshot.directory) || text.contains("Could not open backing file")
             return ResumeFailure("QEMU did not start: \(error.message)", snapshotAtFault: blamesLayer)
         }
     }

@@ -156,40 +156,72 @@ public struct RAMStateTransfer: Sendable {
         close(readEnd)
 
         let decompressor = ZstdDecompressor(idleTimeout: idleTimeout)
-        async let decompressed: Result<ZstdTransfer, any Error> = BlockingCall.run {
-            defer {
-                close(writeEnd)
-                close(input)
+        enum Step: Sendable {
+            case migration(Result<MigrationStatus, any Error>)
+            case decompression(Result<ZstdTransfer, any Error>)
+        }
+        let cursor = qmp.eventCursor
+        // Both run at once; a damaged file ends the wait for QEMU at once (QEMU may
+        // neither exit nor report the failure quickly).
+        let (migration, decompression) = await withTaskGroup(of: Step.self) { group in
+            group.addTask {
+                .decompression(await BlockingCall.run {
+                    defer {
+                        close(writeEnd)
+                        close(input)
+                    }
+                    return Result {
+                        try decompressor.decompress(from: input, to: writeEnd) { step in
+                            progress?(Int64(step.bytesOut))
+                        }
+                    }
+                })
             }
-            return Result {
-                try decompressor.decompress(from: input, to: writeEnd) { step in
-                    progress?(Int64(step.bytesOut))
+            group.addTask {
+                do {
+                    try await qmp.migrateIncoming(uri: "fd:\(name)", deadline: deadline)
+                    return .migration(.success(try await RAMStateTransfer.waitForFinalStatus(qmp, after: cursor, deadline: deadline, progress: nil)))
+                } catch {
+                    return .migration(.failure(error))
                 }
             }
+            var migration: Result<MigrationStatus, any Error>?
+            var decompression: Result<ZstdTransfer, any Error>?
+            for await step in group {
+                switch step {
+                case .migration(let result):
+                    migration = result
+                case .decompression(let result):
+                    decompression = result
+                    if case .failure = result, migration == nil { group.cancelAll() }
+                }
+            }
+            return (migration!, decompression!)
         }
-        var failure: Failure?
-        do {
-            let cursor = qmp.eventCursor
-            try await qmp.migrateIncoming(uri: "fd:\(name)", deadline: deadline)
-            let status = try await RAMStateTransfer.waitForFinalStatus(qmp, after: cursor, deadline: deadline, progress: nil)
-            if status != .completed { failure = .migrationFailed("QEMU reported the incoming migration \(status)") }
-        } catch let error as QEMUControlError where error.code == .timedOut {
-            failure = .timedOut("QEMU did not finish loading the snapshot in time (\(error.message))")
-        } catch let error as QEMUControlError where error.code == .connectionClosed {
-            failure = .migrationFailed("QEMU exited while loading the snapshot")
-        } catch {
-            failure = .migrationFailed("\(error)")
-        }
-        if failure != nil {
-            try? await qmp.closefd(name: name, deadline: .now + .seconds(1))
-        }
-        let result = await decompressed
+
         // A damaged file explains any QEMU failure that followed it.
-        if case .failure(let error as ZstdError) = result, error.code == .corruptInput || error.code == .truncatedInput {
+        if case .failure(let error as ZstdError) = decompression, error.code == .corruptInput || error.code == .truncatedInput {
+            try? await qmp.closefd(name: name, deadline: .now + .seconds(1))
             throw Failure.damagedState("the RAM state \(path) is damaged: \(error.message)")
         }
-        if let failure { throw failure }
-        switch result {
+        var failure: Failure?
+        switch migration {
+        case .success(let status) where status == .completed:
+            break
+        case .success(let status):
+            failure = .migrationFailed("QEMU reported the incoming migration \(status)")
+        case .failure(let error as QEMUControlError) where error.code == .timedOut:
+            failure = .timedOut("QEMU did not finish loading the snapshot in time (\(error.message))")
+        case .failure(let error as QEMUControlError) where error.code == .connectionClosed:
+            failure = .migrationFailed("QEMU exited while loading the snapshot")
+        case .failure(let error):
+            failure = .migrationFailed("\(error)")
+        }
+        if let failure {
+            try? await qmp.closefd(name: name, deadline: .now + .seconds(1))
+            throw failure
+        }
+        switch decompression {
         case .success(let transfer):
             return Outcome(streamBytes: Int64(transfer.bytesOut), compressedBytes: Int64(transfer.bytesIn),
                            duration: ContinuousClock.now - started)
