@@ -83,7 +83,7 @@ import Glibc
     /// second start while running, stop, and a second resume with different secrets.
     @Test func resumeRotatesFreshSecretsEachStartAndStopKeepsState() async throws {
         let (bed, snapshot) = try await bed()
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let paths = try bed.paths
         let witness = InternalPCKWitness(path: paths.internalPCK)
         let console = EmulatorConsole.collecting()
@@ -156,7 +156,7 @@ import Glibc
     /// internal-pck holds the placeholder key.
     @Test func noRotationKeepsPlaceholdersWithAWarning() async throws {
         let (bed, _) = try await bed(["EMULATOR_NO_ROTATION": "1"])
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let console = EmulatorConsole.collecting()
         let witness = InternalPCKWitness(path: try bed.paths.internalPCK)
         let report = try await bed.emulator(console: console, observer: witness).start()
@@ -174,7 +174,7 @@ import Glibc
     /// that follows rotates and succeeds.
     @Test func truncatedSnapshotIsQuarantinedAndColdBootFollows() async throws {
         let (bed, snapshot) = try await bed()
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let size = try FileSystem.status(snapshot.ramStatePath)!.size
         #expect(truncate(snapshot.ramStatePath, off_t(size / 3)) == 0)
         let console = EmulatorConsole.collecting()
@@ -197,7 +197,7 @@ import Glibc
     /// not tried at all and is kept for when the setting comes back.
     @Test func mismatchedSnapshotIsNotTriedAndKept() async throws {
         let (bed, snapshot) = try await bed(["EMULATOR_SNAPSHOT_RAM": "320"])
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let witness = InternalPCKWitness(path: try bed.paths.internalPCK)
         let report = try await bed.emulator(observer: witness).start()
         #expect(report.path == .coldBoot)
@@ -212,7 +212,7 @@ import Glibc
     /// back instead of aborting, and the snapshot is quarantined with QEMU's reason.
     @Test func qemuExitingAtLaunchFallsBackToColdBoot() async throws {
         let (bed, snapshot) = try await bed()
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         try FileSystem.setMode(snapshot.diskLayerPath, 0o644)
         try AtomicFile(path: snapshot.diskLayerPath).write(Array(repeating: UInt8(ascii: "x"), count: 4096))
         let report = try await bed.emulator().start()
@@ -229,7 +229,7 @@ import Glibc
     /// snapshot and falls back.
     @Test func silentGuestAgentFallsBackToColdBoot() async throws {
         let (bed, _) = try await bed(["EMULATOR_AGENT_TIMEOUT": "2"])
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         try await DerivedSnapshot.make(in: bed, stopAgent: true)
         let started = ContinuousClock.now
         let report = try await bed.emulator().start()
@@ -245,7 +245,7 @@ import Glibc
     /// snapshot itself is kept (a guest-side failure, not a damaged file).
     @Test func failingRotationFallsBackToColdBoot() async throws {
         let (bed, _) = try await bed()
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         try await DerivedSnapshot.make(in: bed, guestCommand: "rm -f /run/stack/container.env")
         let report = try await bed.emulator().start()
         #expect(report.path == .coldBoot)
@@ -258,7 +258,7 @@ import Glibc
     /// §4.19-7: a taken port stops start before anything is launched.
     @Test func takenPortStopsStartBeforeLaunch() async throws {
         let (bed, _) = try await bed()
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let port = try bed.port(.minio)
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(listener) }
@@ -280,7 +280,7 @@ import Glibc
     /// the VM it started (the shell left it running, holding the ports).
     @Test func coldBootTimeoutStopsTheVM() async throws {
         let (bed, _) = try await bed(["EMULATOR_NO_SNAPSHOT": "1", "EMULATOR_READY_TIMEOUT": "1"])
-        defer { Task { await bed.remove() } }
+        defer { bed.remove() }
         let console = EmulatorConsole.collecting()
         await #expect(throws: HostError.self) { _ = try await bed.emulator(console: console).start() }
         let paths = try bed.paths

@@ -98,10 +98,10 @@ struct EmulatorTestBed: Sendable {
     }
 
     /// Kills a VM left running (without the stop procedure) and removes the directory.
-    func remove() async {
+    /// Synchronous, for `defer`: it waits for nothing.
+    func remove() {
         if let paths = try? self.paths, let process = QEMUPidFile(path: paths.pidFile).lookup().process {
             try? process.send(SIGKILL)
-            _ = await process.waitForExit(timeout: .seconds(5))
         }
         TestDirectory(existing: directory).remove()
     }
