@@ -76,6 +76,8 @@ struct ResumeFlow: Sendable {
         } catch let error as HostError {
             throw launchFailure(error, snapshot: snapshot)
         }
+        // The pinned snapshot-layout values, not EMULATOR_RAM/CPUS (§5.4 #26).
+        console.info("VM: \(spec.resources.memoryMiB)MB / \(spec.resources.cpus) CPUs (snapshot layout, pid \(process.pid))")
         do {
             return try await resume(snapshot, process: process)
         } catch var failure as ResumeFailure {

@@ -12,6 +12,8 @@ import Darwin
 /// `start` keeps an ISO the CLI just wrote (`STACK_EMULATOR_CLI_WROTE_ISO=1`) and
 /// otherwise writes one naming VM_DIR; `capture` always writes one with an empty
 /// `STACK_EMULATOR_VM_DIR_HOST` (a snapshot must not carry one host's path, §4.19-37).
+/// `base.env` comes from `EMULATOR_BASE_ENV` (default IMAGE_DIR/base.env) or, when that
+/// file does not exist, from the disk being replaced (what the CLI wrote).
 struct RuntimeDisk: Sendable {
     let configuration: EmulatorConfiguration
 
@@ -36,13 +38,21 @@ struct RuntimeDisk: Sendable {
         return true
     }
 
-    func write(_ environment: RuntimeEnvironment, to path: String) throws {
-        let baseEnvironment: [UInt8]
+    /// `base.env`: the configured file, else the one in the STACKCFG disk already at
+    /// `path` (the CLI writes the disk before it runs `capture`).
+    func baseEnvironment(existingDisk path: String) throws -> [UInt8] {
         do {
-            baseEnvironment = try POSIX.readFile(configuration.baseEnvironmentFile, limit: 16 * 1024 * 1024)
+            return try POSIX.readFile(configuration.baseEnvironmentFile, limit: 16 * 1024 * 1024)
+        } catch let error as StackError where error.errno == ENOENT {
+            if let packed = RuntimeDiskContents.file(named: "base.env", in: path) { return packed }
+            throw HostError(.invalidConfiguration, "Emulator base.env not found at \(configuration.baseEnvironmentFile) (nor in an existing \(path)); set EMULATOR_BASE_ENV to the stack's generated .env.development (pnpm run emulator:generate-env)")
         } catch {
-            throw HostError(.invalidConfiguration, "Emulator base.env not found at \(configuration.baseEnvironmentFile) (\(error)); set EMULATOR_BASE_ENV to the stack's generated .env.development (pnpm run emulator:generate-env)")
+            throw HostError(.invalidConfiguration, "Cannot read the emulator base.env \(configuration.baseEnvironmentFile): \(error)")
         }
+    }
+
+    func write(_ environment: RuntimeEnvironment, to path: String) throws {
+        let baseEnvironment = try baseEnvironment(existingDisk: path)
         let image = ISO9660Image(files: [
             ISO9660File(name: "runtime.env", contents: try environment.rendered()),
             ISO9660File(name: "base.env", contents: baseEnvironment),
