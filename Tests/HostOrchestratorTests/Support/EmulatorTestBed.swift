@@ -44,7 +44,7 @@ struct EmulatorTestBed: Sendable {
             "EMULATOR_ACCEL": "tcg",
             "EMULATOR_RAM": "256", "EMULATOR_CPUS": "1", "EMULATOR_SNAPSHOT_RAM": "256", "EMULATOR_SNAPSHOT_CPUS": "1",
             "EMULATOR_HOST_SHARE": Path.join(directory, "share"),
-            "EMULATOR_READY_TIMEOUT": "90", "EMULATOR_SNAPSHOT_READY_TIMEOUT": "30",
+            "EMULATOR_READY_TIMEOUT": "90", "EMULATOR_SNAPSHOT_READY_TIMEOUT": "30", "EMULATOR_STOP_TIMEOUT": "20",
         ]) { $1 }
         environment.merge(overrides) { $1 }
         self.environment = environment
@@ -156,8 +156,9 @@ enum HTTPGet {
 }
 
 /// The snapshot every demo-guest test resumes, captured once per test process by the
-/// real `capture` in `.build/emulator-tests/golden` (kept afterwards: the copies'
-/// disk layers use its base-image link as their backing file).
+/// real `capture` in `.build/emulator-tests/golden-<pid>` (kept while the process runs:
+/// the copies' disk layers use its base-image link as their backing file; directories
+/// of test processes that have ended are removed).
 actor GoldenSnapshot {
     static let shared = GoldenSnapshot()
 
@@ -172,8 +173,14 @@ actor GoldenSnapshot {
     func get() async throws -> Captured {
         if let captured { return captured }
         let guest = try await DemoGuest.ensureBuilt()
-        let directory = Path.join(DemoGuest.repositoryRoot(), ".build/emulator-tests/golden")
-        TestDirectory(existing: directory).remove()
+        // (DemoGuest.repositoryRoot() takes #filePath at the call site: derive it from its default directory.)
+        let parent = Path.join(Path.directory(of: DemoGuest.defaultDirectory), ".build/emulator-tests")
+        for name in try FileSystem.contents(of: parent) where name.hasPrefix("golden-") {
+            if let pid = pid_t(name.dropFirst("golden-".count)), pid == getpid() || kill(pid, 0) != 0 {
+                TestDirectory(existing: Path.join(parent, name)).remove()
+            }
+        }
+        let directory = Path.join(parent, "golden-\(getpid())")
         try POSIX.makeDirectories(directory)
         let bed = try EmulatorTestBed(directory: directory, guest: guest)
         let console = EmulatorConsole.collecting()
