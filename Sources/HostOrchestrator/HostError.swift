@@ -32,6 +32,14 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let notHealthy = Code("not-healthy")
         /// A file this module owns has unexpected content (pid file, fingerprint).
         public static let malformedFile = Code("malformed-file")
+        /// A step inside the guest failed (agent silent, mount or rotation non-zero).
+        public static let guestFailed = Code("guest-failed")
+        /// A snapshot resume failed (the message says which step and why).
+        public static let resumeFailed = Code("resume-failed")
+        /// The VM is running where it must not be (capture), or running but unhealthy (start).
+        public static let vmRunning = Code("vm-running")
+        /// A capture failed (the previous snapshot, if any, is untouched).
+        public static let captureFailed = Code("capture-failed")
     }
 
     public let code: Code

@@ -35,6 +35,12 @@ public struct EmulatorConfiguration: Sendable, Equatable {
         public static let cliWroteISO = "STACK_EMULATOR_CLI_WROTE_ISO"
         public static let hostShare = "EMULATOR_HOST_SHARE"
         public static let hostShareReadOnly = "EMULATOR_HOST_SHARE_READONLY"
+        public static let baseEnvironment = "EMULATOR_BASE_ENV"
+        public static let incomingTimeout = "EMULATOR_INCOMING_TIMEOUT"
+        public static let agentTimeout = "EMULATOR_AGENT_TIMEOUT"
+        public static let mountTimeout = "EMULATOR_MOUNT_TIMEOUT"
+        public static let rotationTimeout = "EMULATOR_ROTATION_TIMEOUT"
+        public static let stopTimeout = "EMULATOR_STOP_TIMEOUT"
         public static let path = "PATH"
     }
 
@@ -61,6 +67,11 @@ public struct EmulatorConfiguration: Sendable, Equatable {
     public var hostShare: HostShare?
     /// Where `qemu-system-*` and `qemu-img` are looked up.
     public var executableSearchPath: String
+    /// `EMULATOR_BASE_ENV` (default `IMAGE_DIR/base.env`): the `base.env` packed into the
+    /// STACKCFG disk next to `runtime.env` (§4.5; upstream `docker/local-emulator/.env.development`).
+    public var baseEnvironmentFile: String
+    /// The deadlines of the resume steps (§4.10) and of `stop`.
+    public var deadlines: EmulatorDeadlines
 
     public var paths: EmulatorPaths {
         EmulatorPaths(imageDirectory: imageDirectory, runDirectory: runDirectory, architecture: architecture)
@@ -151,7 +162,45 @@ public struct EmulatorConfiguration: Sendable, Equatable {
 
         executableSearchPath = reader.nonEmpty(Variable.path) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+        baseEnvironmentFile = reader.nonEmpty(Variable.baseEnvironment).map { FileSystem.absolute($0, base: currentDirectory) }
+            ?? Path.join(imageDirectory, "base.env")
+        func seconds(_ name: String, _ defaultValue: Duration) throws -> Duration {
+            .seconds(try reader.integer(name, default: Int(defaultValue.components.seconds), in: 1...86_400, unit: "seconds"))
+        }
+        let defaults = EmulatorDeadlines()
+        deadlines = EmulatorDeadlines(
+            incoming: try seconds(Variable.incomingTimeout, defaults.incoming),
+            agent: try seconds(Variable.agentTimeout, defaults.agent),
+            mount: try seconds(Variable.mountTimeout, defaults.mount),
+            rotation: try seconds(Variable.rotationTimeout, defaults.rotation),
+            stop: try seconds(Variable.stopTimeout, defaults.stop))
+
         try paths.validateSocketPaths()
+    }
+}
+
+/// How long each step of a resume (§4.10) and a stop may take. Each is a deadline for
+/// an observable event (a QMP event, an agent reply, a guest process exit, a pid),
+/// never a sleep.
+public struct EmulatorDeadlines: Sendable, Equatable {
+    /// `migrate-incoming` until QEMU reports the load complete (§4.10 step 6.4: 60 s).
+    public var incoming: Duration
+    /// The guest agent answering `guest-sync` after a resume or boot (6.5: 30 s).
+    public var agent: Duration
+    /// Hot-plug + `mount-host-fs --post-resume` (6.7: 20 s).
+    public var mount: Duration
+    /// `trigger-fast-rotate` (6.9: 60 s).
+    public var rotation: Duration
+    /// `stop`: from `system_powerdown` until QEMU has exited, before SIGTERM.
+    public var stop: Duration
+
+    public init(incoming: Duration = .seconds(60), agent: Duration = .seconds(30), mount: Duration = .seconds(20),
+                rotation: Duration = .seconds(60), stop: Duration = .seconds(8)) {
+        self.incoming = incoming
+        self.agent = agent
+        self.mount = mount
+        self.rotation = rotation
+        self.stop = stop
     }
 }
 

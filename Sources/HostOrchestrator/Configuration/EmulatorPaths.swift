@@ -18,6 +18,14 @@ public struct EmulatorPaths: Sendable, Equatable {
 
     /// `stack-emulator-<a>.qcow2`, the read-only base image.
     public var baseImage: String { image("stack-emulator-\(architecture.rawValue).qcow2") }
+    /// Direct kernel boot (optional, for small guests such as the demo guest): when
+    /// `stack-emulator-<a>.kernel` exists beside the base image, cold boot and capture
+    /// boot it with `-kernel`, plus `.initrd` and the one-line `.cmdline` when present.
+    public var kernel: String { image("stack-emulator-\(architecture.rawValue).kernel") }
+    public var initrd: String { image("stack-emulator-\(architecture.rawValue).initrd") }
+    public var kernelCommandLine: String { image("stack-emulator-\(architecture.rawValue).cmdline") }
+    /// `qemu-system-* --version`, remembered per binary (path, size, mtime).
+    public var qemuVersionCache: String { run("qemu-version") }
     /// Root of the `SnapshotStore` for this architecture.
     public var snapshotStore: String { image("snapshots/stack-emulator-\(architecture.rawValue)") }
 
@@ -46,6 +54,10 @@ public struct EmulatorPaths: Sendable, Equatable {
     /// QEMU's own log (`-D`): under `-daemonize` its errors are visible nowhere else.
     public var qemuLog: String { vm("qemu.log") }
     public var internalPCK: String { vm("internal-pck") }
+    /// The serial console and QEMU log of a resume that failed, kept across the
+    /// fallback cold boot (which truncates the live ones) for diagnosis (§5.4 #16).
+    public var failedResumeSerialLog: String { vm("serial.resume-failed.log") }
+    public var failedResumeQEMULog: String { vm("qemu.resume-failed.log") }
     public var stackLog: String { vm("stack.log") }
 
     /// Longest usable unix socket path on this platform (sun_path minus the NUL).

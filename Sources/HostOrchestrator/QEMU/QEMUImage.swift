@@ -5,6 +5,11 @@ import Foundation
 #endif
 import StackCore
 import StackProcess
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `qemu-img`, for the few disk operations the orchestrator needs: base images and
 /// overlays (a qcow2 whose unwritten clusters come from a backing file).
@@ -51,6 +56,38 @@ public struct QEMUImage: Sendable {
         }
         try FileSystem.removeFile(path)
         _ = try await run(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, path], what: "create overlay \(path)")
+    }
+
+    /// Like `createOverlay(at:backing:)`, but without opening the backing chain
+    /// (`qemu-img create -u`): the session overlay of every resume is made this way,
+    /// with the virtual size given. A broken backing file then shows when QEMU opens
+    /// the chain ("Could not open backing file: …").
+    public func createOverlay(at path: String, backing: String, virtualSize: Int64) async throws {
+        guard backing.hasPrefix("/") else {
+            throw HostError(.toolFailed, "backing file \(backing) must be an absolute path (QEMU resolves relative ones against the overlay)")
+        }
+        try FileSystem.removeFile(path)
+        _ = try await run(["create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing, path, String(virtualSize)],
+                          what: "create overlay \(path)")
+    }
+
+    /// The virtual size recorded in a qcow2 header (bytes 24–31, big-endian), read
+    /// directly: no process for a value needed on every resume.
+    public static func qcow2VirtualSize(of path: String) throws -> Int64 {
+        let header: [UInt8]
+        do {
+            let fd = try POSIX.open(path, O_RDONLY | O_CLOEXEC)
+            defer { POSIX.close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 32, 0) }
+            header = Array(buffer.prefix(max(0, n)))
+        } catch {
+            throw HostError(.malformedFile, "cannot read \(path): \(error)")
+        }
+        guard header.count == 32, header[0..<4] == [0x51, 0x46, 0x49, 0xFB] else {
+            throw HostError(.malformedFile, "\(path) is not a qcow2 image")
+        }
+        return header[24..<32].reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
     /// The image and, with `backingChain`, every image below it, top first.

@@ -15,9 +15,14 @@ public struct HostFacts: Sendable, Equatable, Codable {
     public var baseImage: BaseImageFingerprint
     /// `PortConfiguration.fingerprint`: what the guest was told at capture.
     public var portConfiguration: String
+    /// `DirectKernelBoot.fingerprint` of the kernel/initrd/command line the capture
+    /// booted (nil without direct kernel boot): a rebuilt guest must not resume the RAM
+    /// of the old one. Absent in metadata written before it existed.
+    public var bootFiles: String?
 
     public init(qemuVersion: String, machine: String, accelerator: Accelerator, cpuModel: String, memoryMiB: Int, cpus: Int,
-                deviceLayout: DeviceLayoutFingerprint, baseImage: BaseImageFingerprint, portConfiguration: String) {
+                deviceLayout: DeviceLayoutFingerprint, baseImage: BaseImageFingerprint, portConfiguration: String,
+                bootFiles: String? = nil) {
         self.qemuVersion = qemuVersion
         self.machine = machine
         self.accelerator = accelerator
@@ -27,14 +32,15 @@ public struct HostFacts: Sendable, Equatable, Codable {
         self.deviceLayout = deviceLayout
         self.baseImage = baseImage
         self.portConfiguration = portConfiguration
+        self.bootFiles = bootFiles
     }
 
     /// The facts of a snapshot-layout `spec` (capture or resume: `-incoming` is not
     /// part of the device layout, so both give the same facts).
-    public init(spec: MachineSpec, qemuVersion: String, baseImage: BaseImageFingerprint) {
+    public init(spec: MachineSpec, qemuVersion: String, baseImage: BaseImageFingerprint, bootFiles: String? = nil) {
         self.init(qemuVersion: qemuVersion, machine: spec.machineType, accelerator: spec.accelerator, cpuModel: spec.cpuModel,
                   memoryMiB: spec.resources.memoryMiB, cpus: spec.resources.cpus, deviceLayout: DeviceLayoutFingerprint(spec),
-                  baseImage: baseImage, portConfiguration: spec.ports.fingerprint)
+                  baseImage: baseImage, portConfiguration: spec.ports.fingerprint, bootFiles: bootFiles)
     }
 
     /// One phrase per differing fact, `now` against `captured`: empty when compatible.
@@ -54,6 +60,9 @@ public struct HostFacts: Sendable, Equatable, Codable {
         }
         compare("base image", baseImage.description, captured.baseImage.description)
         compare("port configuration", portConfiguration, captured.portConfiguration)
+        if bootFiles != captured.bootFiles {
+            result.append("the guest kernel/initrd is \(bootFiles ?? "not booted directly"), the snapshot has \(captured.bootFiles ?? "none")")
+        }
         return result
     }
 }

@@ -35,10 +35,12 @@ public struct OverlayDisk: Sendable {
         return exists ? .recreated : .created
     }
 
-    /// A fresh overlay on `snapshot`'s disk layer (§4.19-14: always a new file).
+    /// A fresh overlay on `snapshot`'s disk layer (§4.19-14: always a new file). The
+    /// layer is not opened here (its size is the base image's); QEMU opens the chain.
     public func prepareForSnapshotSession(_ snapshot: Snapshot) async throws {
         try FileSystem.removeFile(paths.overlayFingerprint)
-        try await snapshot.createSessionOverlay(at: paths.overlayDisk, using: image)
+        let size = try QEMUImage.qcow2VirtualSize(of: paths.baseImage)
+        try await image.createOverlay(at: paths.overlayDisk, backing: snapshot.diskLayerPath, virtualSize: size)
     }
 
     /// After a failed resume: the overlay, its fingerprint and the phantom drives go

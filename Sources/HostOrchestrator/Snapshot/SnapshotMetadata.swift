@@ -18,15 +18,32 @@ public struct SnapshotMetadata: Sendable, Equatable, Codable {
     /// File name of the immutable disk layer (the capture-time overlay).
     public var diskLayerFile: String
     public var facts: HostFacts
+    /// How the RAM state was written (nil in metadata that predates the field: a stream).
+    public var ramStateFormat: RAMStateFormat?
+    /// Uncompressed size of the RAM state, for progress display.
+    public var ramStateBytes: Int64?
+    /// Migration capabilities enabled at capture; a resume enables the same (plus `events`).
+    public var migrationCapabilities: [String]?
+    /// Wall time of the capture (boot + migration + compression), for information.
+    public var captureSeconds: Double?
 
     public init(created: Date, facts: HostFacts, ramStateFile: String = SnapshotStore.defaultRAMStateFile,
-                diskLayerFile: String = SnapshotStore.diskLayerFile, formatVersion: Int = SnapshotMetadata.currentFormatVersion) {
+                diskLayerFile: String = SnapshotStore.diskLayerFile, formatVersion: Int = SnapshotMetadata.currentFormatVersion,
+                ramStateFormat: RAMStateFormat? = nil, ramStateBytes: Int64? = nil, migrationCapabilities: [String]? = nil,
+                captureSeconds: Double? = nil) {
         self.formatVersion = formatVersion
         self.created = created
         self.ramStateFile = ramStateFile
         self.diskLayerFile = diskLayerFile
         self.facts = facts
+        self.ramStateFormat = ramStateFormat
+        self.ramStateBytes = ramStateBytes
+        self.migrationCapabilities = migrationCapabilities
+        self.captureSeconds = captureSeconds
     }
+
+    /// The effective format (older metadata: a stream).
+    public var format: RAMStateFormat { ramStateFormat ?? .zstdStream }
 
     func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
@@ -47,4 +64,14 @@ public struct SnapshotMetadata: Sendable, Equatable, Codable {
     static func formatVersion(of bytes: [UInt8]) -> Int? {
         try? JSONDecoder().decode(Version.self, from: Data(bytes)).formatVersion
     }
+}
+
+/// How a snapshot's RAM state is stored.
+public enum RAMStateFormat: String, Sendable, Codable, Equatable {
+    /// QEMU's sequential migration stream (`migrate fd:` into a pipe), one zstd frame.
+    /// The only format QEMU 7.2 can produce without a temporary uncompressed file.
+    case zstdStream = "zstd-migration-stream"
+    /// A `mapped-ram` migration file (QEMU ≥ 9.0, `file:` URI, multifd), compressed
+    /// with zstd; resumed from a sparse uncompressed copy (`ram.raw`) in the snapshot.
+    case zstdMappedRAM = "zstd-mapped-ram"
 }

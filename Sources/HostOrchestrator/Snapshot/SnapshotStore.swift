@@ -234,5 +234,5 @@ extension HostFacts {
     static let unknown = HostFacts(qemuVersion: "?", machine: "?", accelerator: .tcg, cpuModel: "?", memoryMiB: 0, cpus: 0,
                                    deviceLayout: DeviceLayoutFingerprint(arguments: []),
                                    baseImage: BaseImageFingerprint(size: 0, modificationSeconds: 0, modificationNanoseconds: 0),
-                                   portConfiguration: "?")
+                                   portConfiguration: "?", bootFiles: nil)
 }

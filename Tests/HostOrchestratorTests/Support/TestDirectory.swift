@@ -21,6 +21,11 @@ struct TestDirectory: Sendable {
         path = created
     }
 
+    /// An existing directory (to remove it later).
+    init(unchecked path: String) {
+        self.path = path
+    }
+
     func file(_ name: String) -> String { Path.join(path, name) }
 
     /// rm -rf.
