@@ -92,7 +92,9 @@ import Glibc
         let lock = try await StartLock.acquire(path: configuration.paths.lockFile)
         let started = ContinuousClock.now
         let output = try await run(["start"], env)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // The lock is held until after this returns, so any answer at all means the second
+        // start did not wait for it; the bound only has to absorb a loaded machine.
+        #expect(ContinuousClock.now - started < .seconds(30))
         #expect(output.status == .exited(1))
         #expect(output.standardErrorText.contains("stack-emulator pid \(getpid()) is already starting, stopping or capturing this emulator"),
                 "\(output.standardErrorText)")

@@ -15,11 +15,11 @@ import Glibc
     @Test func sendsOnePOSTWithLengthAndConnectionClose() async throws {
         try await withListeningSocket { server in
             let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: \(Self.okReply.utf8.count)\r\n\r\n\(Self.okReply)"
-            async let request = server.answerOnce(with: Array(reply.utf8))
+            let request = server.answering(with: Array(reply.utf8))
             let client = SupervisordClient(socketPath: server.path, callTimeout: .seconds(5))
             let value = try await client.call("supervisor.stopProcess", [.string("stack-app"), .bool(true)])
             #expect(value == .bool(true))
-            let text = String(decoding: try await request, as: UTF8.self)
+            let text = String(decoding: try await request.value(), as: UTF8.self)
             #expect(text.hasPrefix("POST /RPC2 HTTP/1.1\r\n"))
             #expect(text.contains("\r\nConnection: close\r\n"))
             #expect(text.contains("\r\nContent-Type: text/xml\r\n"))
@@ -32,37 +32,37 @@ import Glibc
     @Test func readsABodyDelimitedByConnectionClose() async throws {
         try await withListeningSocket { server in
             let reply = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/xml\r\n\r\n\(Self.okReply)"
-            async let request = server.answerOnce(with: Array(reply.utf8))
+            let request = server.answering(with: Array(reply.utf8))
             let value = try await SupervisordClient(socketPath: server.path, callTimeout: .seconds(5)).call("supervisor.getState")
             #expect(value == .bool(true))
-            _ = try await request
+            _ = try await request.value()
         }
     }
 
     @Test func aTruncatedBodyIsAConnectionFailure() async throws {
         try await withListeningSocket { server in
             let reply = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n<?xml version='1.0'?>"
-            async let request = server.answerOnce(with: Array(reply.utf8))
+            let request = server.answering(with: Array(reply.utf8))
             let error = await #expect(throws: SupervisordError.self) {
                 try await SupervisordClient(socketPath: server.path, callTimeout: .seconds(5)).call("supervisor.getState")
             }
             #expect(error?.code == .connectionFailed)
             #expect(error?.message.contains("supervisor.getState()") == true)
-            _ = try await request
+            _ = try await request.value()
         }
     }
 
     @Test func anHTTPErrorStatusIsReportedWithAHint() async throws {
         try await withListeningSocket { server in
             let reply = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
-            async let request = server.answerOnce(with: Array(reply.utf8))
+            let request = server.answering(with: Array(reply.utf8))
             let error = await #expect(throws: SupervisordError.self) {
                 try await SupervisordClient(socketPath: server.path, callTimeout: .seconds(5)).call("supervisor.getState")
             }
             #expect(error?.code == .invalidResponse)
             #expect(error?.message.contains("HTTP 401 Unauthorized") == true)
             #expect(error?.message.contains("username/password") == true)
-            _ = try await request
+            _ = try await request.value()
         }
     }
 
@@ -127,32 +127,53 @@ struct ListeningSocket: Sendable {
         let listener = descriptor
         try await BlockingCall.run {
             var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, 5000) == 1 else { throw StackError(.systemCall, "no client connected") }
+            guard poll(&ready, 1, 30_000) == 1 else { throw StackError(.systemCall, "no client connected") }
         }
     }
 
-    /// Accepts one connection, reads the request (head and Content-Length body),
-    /// writes `reply`, closes, and returns the request bytes.
-    func answerOnce(with reply: [UInt8]) async throws -> [UInt8] {
+    /// Starts answering at once, on its own thread (never waiting for a test-pool thread,
+    /// which a busy machine may not give within the client's deadline): accepts one
+    /// connection, reads the request (head and Content-Length body), writes `reply`,
+    /// closes. `value()` returns the request bytes.
+    func answering(with reply: [UInt8]) -> PendingAnswer {
         let listener = descriptor
-        return try await BlockingCall.run {
-            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, 5000) == 1 else { throw StackError(.systemCall, "no client connected") }
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { throw StackError.systemCall("accept", errno: errno) }
-            defer { close(connection) }
-            var request: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while !isComplete(request) {
-                var readable = pollfd(fd: connection, events: Int16(POLLIN), revents: 0)
-                guard poll(&readable, 1, 5000) == 1 else { throw StackError(.systemCall, "request incomplete") }
-                let n = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
-                guard n > 0 else { break }
-                request += chunk[0..<n]
+        let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        BlockingCall.detach {
+            do {
+                continuation.yield(try answerOnceBlocking(listener: listener, reply: reply))
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
             }
-            try POSIX.writeAll(connection, reply, context: "canned reply")
-            return request
         }
+        return PendingAnswer(stream: stream)
+    }
+
+    struct PendingAnswer: Sendable {
+        let stream: AsyncThrowingStream<[UInt8], any Error>
+        func value() async throws -> [UInt8] {
+            for try await request in stream { return request }
+            throw StackError(.systemCall, "the canned server ended without an answer")
+        }
+    }
+
+    private func answerOnceBlocking(listener: Int32, reply: [UInt8]) throws -> [UInt8] {
+        var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, 30_000) == 1 else { throw StackError(.systemCall, "no client connected") }
+        let connection = accept(listener, nil, nil)
+        guard connection >= 0 else { throw StackError.systemCall("accept", errno: errno) }
+        defer { close(connection) }
+        var request: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while !isComplete(request) {
+            var readable = pollfd(fd: connection, events: Int16(POLLIN), revents: 0)
+            guard poll(&readable, 1, 30_000) == 1 else { throw StackError(.systemCall, "request incomplete") }
+            let n = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            request += chunk[0..<n]
+        }
+        try POSIX.writeAll(connection, reply, context: "canned reply")
+        return request
     }
 
     private func isComplete(_ request: [UInt8]) -> Bool {
