@@ -46,7 +46,7 @@ struct CommandRunTests {
         let (pid, elapsed, error) = try await Self.cancelRun("trap '' TERM; echo $$ > \"$1\"; exec sleep 1000", cancellationGrace: .milliseconds(200))
         #expect(error is CancellationError)
         #expect(elapsed >= .milliseconds(200))
-        #expect(elapsed < .seconds(3))
+        #expect(elapsed < .seconds(30), "killed after the grace, not left to its 1000 s sleep")
         #expect(!isAlive(pid))
     }
 

