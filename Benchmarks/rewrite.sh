@@ -17,6 +17,7 @@
 # FILES (24000), MEGABYTES (600), WORKERS (default: one per CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Benchmarks/lib.sh
 
 RUNS=${RUNS:-5}
 WORK=${BENCH_DIR:-/tmp/stack-rewrite-bench}
@@ -26,7 +27,7 @@ EXTRA=()
 [ -n "${WORKERS:-}" ] && EXTRA+=(--workers "$WORKERS")
 PCK=00000000000000000000000000000000ffffffffffffffffffffffffffffffff
 NEW=5b2f0e5a4c1d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+require_time
 
 swift build -c release --product rewrite-bench >/dev/null
 BENCH="$(swift build -c release --show-bin-path)/rewrite-bench"
@@ -42,25 +43,6 @@ fi
 rm -rf "$RUNSDIR" "$WORK"/t.* "$WORK"/c.* "$WORK"/m.*
 mkdir -p "$RUNSDIR"
 trap 'rm -rf "$RUNSDIR"' EXIT
-
-# timed <label> <command…>: wall seconds → t.<label>, user+sys seconds → c.<label>,
-# peak RSS KB → m.<label>.
-timed() {
-    local label=$1; shift
-    sync
-    local start=$EPOCHREALTIME status=0
-    /usr/bin/time -f "%M %U %S" -o "$WORK/usage" "$@" >"$WORK/out.$label" 2>&1 || status=$?
-    local end=$EPOCHREALTIME
-    # grep -l exits 1 when no file matches: a result, not a failure.
-    if [ "$status" -ne 0 ] && ! { [ "$1" = grep ] && [ "$status" -eq 1 ]; }; then
-        echo "FAIL: $* (exit $status)" >&2; cat "$WORK/out.$label" >&2; exit 1
-    fi
-    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f\n", b - a }' >>"$WORK/t.$label"
-    tail -1 "$WORK/usage" | awk '{ print $2 + $3 }' >>"$WORK/c.$label"
-    tail -1 "$WORK/usage" | awk '{ print $1 }' >>"$WORK/m.$label"
-}
-median() { sort -n "$WORK/$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f×", a / b }'; }
 
 echo "tree: $TREE ($(find "$TREE" -type f | wc -l) files, $(du -sm "$TREE" | cut -f1) MB, $(find "$TREE" -type l | wc -l) symlinks)"
 echo "file system: $(stat -f -c %T "$WORK"); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); runs: $RUNS; rewrite-bench ${EXTRA[*]:-}"

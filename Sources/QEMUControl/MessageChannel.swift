@@ -92,7 +92,8 @@ final class MessageChannel<Message: Sendable>: Sendable {
         self.configuration = configuration
         self.decode = decode
         self.retainUnclaimed = retainUnclaimed
-        IOThread.start { [self] in self.runIOLoop() }
+        // The loop's buffers are on the heap: a small stack is enough.
+        OSThread.detached(stackSize: 512 * 1024) { [self] in self.runIOLoop() }
     }
 
     // MARK: waiting for messages

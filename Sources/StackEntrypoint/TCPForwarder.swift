@@ -109,7 +109,7 @@ public final class TCPForwarder: Sendable {
         logger.info("forwarding \(configuration.listenHost):\(port) to \(configuration.upstreamHost):\(configuration.upstreamPort)")
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                LoopThread.start {
+                OSThread.detached(stackSize: 1 << 20) {
                     var loop = ForwardingLoop(listener: fd, port: port, control: control, configuration: configuration, logger: logger)
                     continuation.resume(with: Result { try loop.run() })
                 }
@@ -312,7 +312,7 @@ private struct ForwardingLoop {
             relays[relay.id] = relay
             let (host, port, control, id) = (configuration.upstreamHost, configuration.upstreamPort, self.control, relay.id)
             // Resolved per connection, like socat's fork: the upstream may move.
-            LoopThread.start {
+            OSThread.detached(stackSize: 1 << 20) {
                 control.deliver(id: id, Result { try SocketAddress.resolve(host: host, port: port, passive: false) }
                     .mapError { $0 as? StackError ?? StackError(.systemCall, "\($0)") })
             }
@@ -613,26 +613,3 @@ private struct SocketAddress: Sendable {
     }
 }
 
-/// Detached threads with a 1 MiB stack: getaddrinfo (NSS, DNS) may use more stack
-/// than a minimal thread has.
-private enum LoopThread {
-    final class Body: @unchecked Sendable {  // immutable after init; handed to one thread
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    static func start(_ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Body(body)).toOpaque()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, 1 << 20)
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, &attributes, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, context)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-    }
-}

@@ -1,3 +1,4 @@
+import StackCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -31,36 +32,14 @@ public enum BlockingCall {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    /// Starts a detached pthread running `body`.
+    /// Starts a detached thread running `body` with SIGPIPE blocked (see above).
     public static func detach(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         // Small stacks: these threads only sit in one system call.
-        pthread_attr_setstacksize(&attributes, 256 * 1024)
-        defer { pthread_attr_destroy(&attributes) }
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let rc = pthread_create(&thread, &attributes, { raw in
-            #if canImport(Glibc)
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            #else
-            let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
-            #endif
+        OSThread.detached(stackSize: 256 * 1024) {
             // A blocking write to a peer that went away must fail with EPIPE, not kill
             // the process: these threads never take SIGPIPE.
             BlockingCall.blockBrokenPipeOnThisThread()
-            box.body()
-            return nil
-        }, context)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
+            body()
+        }
     }
 }

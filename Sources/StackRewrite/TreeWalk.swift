@@ -89,9 +89,9 @@ final class TreeWalk: Sendable {
             tasks.push(.list(root))
         }
         let threads = (0..<options.workers).map { index in
-            WorkerThread.start { [self] in work(tasks, index: index, destinationIdentity: destinationIdentity) }
+            OSThread.joinable { [self] in work(tasks, index: index, destinationIdentity: destinationIdentity) }
         }
-        threads.forEach(WorkerThread.join)
+        threads.forEach { $0.join() }
         if let failure = tasks.firstFailure { throw failure }
         if let failure = lateFailure.withLock({ $0 }) { throw failure }
 

@@ -258,7 +258,8 @@ private actor ConnectionOwner {
     }
 
     func sleep() async throws {
-        _ = try await connection!.query("SELECT pg_sleep(1)")
+        // Long enough that a loaded machine still sees it running while the test probes.
+        _ = try await connection!.query("SELECT pg_sleep(8)")
     }
 
     func quick() async throws(PostgresError) -> String? {
@@ -277,7 +278,7 @@ struct PostgresConnectionReentrancyTests {
         // Wait until the first statement is observably running on the server.
         var pause: Duration = .milliseconds(10)
         let deadline = ContinuousClock.now + .seconds(20)
-        while try await database.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1)' AND state = 'active'") != "1" {
+        while try await database.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(8)' AND state = 'active'") != "1" {
             #expect(ContinuousClock.now < deadline)
             if ContinuousClock.now >= deadline { break }
             try await Task.sleep(for: pause)
