@@ -18,7 +18,8 @@ WORK=${BENCH_DIR:-/tmp/stack-prepare-bench}
 FILES=${FILES:-24000}
 MEGABYTES=${MEGABYTES:-600}
 
-swift build -c release --product stack-entrypoint --product rewrite-bench >/dev/null
+swift build -c release --product stack-entrypoint >/dev/null
+swift build -c release --product rewrite-bench >/dev/null
 bin=$(swift build -c release --show-bin-path)
 TREE=$WORK/app
 RUNSDIR=$WORK/runs
@@ -39,7 +40,7 @@ export STACK_SKIP_MIGRATIONS=true STACK_SKIP_SEED_SCRIPT=true
 export NEXT_PUBLIC_STACK_API_URL=https://api.example.test NEXT_PUBLIC_STACK_DASHBOARD_URL=https://app.example.test
 export STACK_SEED_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY=pck STACK_SEED_INTERNAL_PROJECT_SECRET_SERVER_KEY=ssk
 export STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY=sak
-prepare() { "$bin/stack-entrypoint" prepare --app-dir "$TREE" --work-dir "$1" --rotated-secrets "$WORK/none.env"; }
+PREPARE=("$bin/stack-entrypoint" prepare --app-dir "$TREE" --rotated-secrets "$WORK/none.env" --work-dir)
 
 echo "tree: $TREE ($(find "$TREE" -type f | wc -l) files, $(du -sm "$TREE" | cut -f1) MB, $(find "$TREE" -type l | wc -l) symlinks)"
 echo "file system: $(stat -f -c %T "$WORK"); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); runs: $RUNS"
@@ -47,16 +48,16 @@ echo "file system: $(stat -f -c %T "$WORK"); $(nproc) CPUs; load: $(cut -d' ' -f
 # Warm-up: the tree in the page cache, each command once; the prepared tree checked.
 find "$TREE" -type f -exec cat {} + >/dev/null
 cp -a "$TREE" "$RUNSDIR/warm-cp"
-prepare "$RUNSDIR/warm-prep" >/dev/null 2>&1
+"${PREPARE[@]}" "$RUNSDIR/warm-prep" >/dev/null 2>&1
 grep -rlF STACK_ENV_VAR_SENTINEL "$TREE" >/dev/null
 [ "$(cd "$RUNSDIR/warm-cp" && find . -printf '%y %m %p %l\n' | sort | md5sum)" = \
   "$(cd "$RUNSDIR/warm-prep" && find . -not -name .stack-sentinels-replaced -printf '%y %m %p %l\n' | sort | md5sum)" ] \
     || { echo "FAIL: types/modes/links differ from cp -a" >&2; exit 1; }
-echo "summary: $(prepare "$RUNSDIR/warm-prep2" 2>/dev/null)"
+echo "summary: $("${PREPARE[@]}" "$RUNSDIR/warm-prep2" 2>/dev/null)"
 
 for run in $(seq "$RUNS"); do
     timed cp_a cp -a "$TREE" "$RUNSDIR/cp.$run"
-    timed prepare prepare "$RUNSDIR/prep.$run"
+    timed prepare "${PREPARE[@]}" "$RUNSDIR/prep.$run"
     timed grep_sentinel grep -rlF STACK_ENV_VAR_SENTINEL "$TREE"
     if [ "$(stat -f -c %T "$WORK")" = tmpfs ]; then rm -rf "$RUNSDIR/cp.$run" "$RUNSDIR/prep.$run"; fi
 done

@@ -10,10 +10,12 @@ COPY Package.swift ./
 COPY Sources Sources
 COPY Tests Tests
 COPY Benchmarks Benchmarks
-RUN swift build -c release --static-swift-stdlib \
-      --product stack-entrypoint --product rotate-secrets --product trigger-fast-rotate --product stack-emulator \
+# One product per invocation: `swift build` honours only the last --product.
+RUN for product in stack-entrypoint rotate-secrets trigger-fast-rotate stack-emulator; do \
+        swift build -c release --static-swift-stdlib --product "$product" || exit 1; \
+    done \
     && mkdir -p /out \
-    && cp "$(swift build -c release --show-bin-path)"/{stack-entrypoint,rotate-secrets,trigger-fast-rotate,stack-emulator} /out/
+    && cp "$(swift build -c release --static-swift-stdlib --show-bin-path)"/{stack-entrypoint,rotate-secrets,trigger-fast-rotate,stack-emulator} /out/
 
 FROM scratch
 COPY --from=build /out/ /
