@@ -35,7 +35,7 @@ import Glibc
         let ports = try PortConfiguration(prefix: prefix, dashboard: free[0], backend: free[1], minio: free[2], inbucket: free[3])
         try PortAvailability.ensureFree(ports)
         // Hold <P>14: the mock OAuth forward (host side) is checked too.
-        let oauth = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let oauth = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(oauth) }
         var address = LoopbackSocket.address(port: ports.mockOAuth)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(oauth, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }

@@ -325,7 +325,8 @@ private final class GatePipe: Sendable {
 
     init() throws {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw StackError.systemCall("pipe", errno: errno) }
+        let rc = fds.withUnsafeMutableBufferPointer { cs_pipe($0.baseAddress!) }
+        guard rc == 0 else { throw StackError.systemCall("pipe", errno: -rc) }
         readEnd = fds[0]
         writeEnd = fds[1]
     }

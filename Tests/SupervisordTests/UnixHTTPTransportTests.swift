@@ -1,3 +1,4 @@
+import CSystem
 import StackCore
 import StackProcess
 import Supervisord
@@ -160,8 +161,10 @@ struct ListeningSocket: Sendable {
     private func answerOnceBlocking(listener: Int32, reply: [UInt8]) throws -> [UInt8] {
         var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         guard poll(&ready, 1, 30_000) == 1 else { throw StackError(.systemCall, "no client connected") }
-        let connection = accept(listener, nil, nil)
-        guard connection >= 0 else { throw StackError.systemCall("accept", errno: errno) }
+        // Close-on-exec: a process spawned meanwhile by another test must not inherit the
+        // connection and keep it open after we close it (the client would never see EOF).
+        let connection = cs_accept_cloexec(listener)
+        guard connection >= 0 else { throw StackError.systemCall("accept", errno: -connection) }
         defer { close(connection) }
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)

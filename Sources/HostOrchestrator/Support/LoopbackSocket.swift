@@ -7,7 +7,8 @@ import Darwin
 /// IPv4 TCP sockets on 127.0.0.1, the only address the orchestrator binds or dials.
 enum LoopbackSocket {
     #if canImport(Glibc)
-    static let streamType = Int32(SOCK_STREAM.rawValue)
+    // Close-on-exec from birth: a process spawned meanwhile never inherits the socket.
+    static let streamType = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
     #else
     static let streamType = SOCK_STREAM
     #endif
@@ -27,7 +28,7 @@ enum LoopbackSocket {
     static func make(nonBlocking: Bool) -> Int32 {
         let fd = socket(AF_INET, streamType, 0)
         if fd < 0 { return -errno }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // already set on Linux; the only way on Darwin
         if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         return fd
     }

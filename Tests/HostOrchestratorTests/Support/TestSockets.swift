@@ -9,7 +9,7 @@ import Glibc
 enum TestSockets {
     /// A socket bound to 127.0.0.1:0 (listening if asked), kept open by the caller.
     static func bound(listening: Bool, any: Bool = false) throws -> (fd: Int32, port: UInt16) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StackError.systemCall("socket", errno: errno) }
         var address = LoopbackSocket.address(port: 0)
         if any { address.sin_addr.s_addr = 0 }
@@ -41,7 +41,7 @@ enum TestSockets {
     /// Connects to a unix socket and reads its first line (QMP sends a greeting).
     static func firstLine(ofUnixSocket path: String, timeout: Duration = .seconds(5)) async -> String? {
         await BlockingCall.run { () -> String? in
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { return nil }
             defer { close(fd) }
             var address = sockaddr_un()
