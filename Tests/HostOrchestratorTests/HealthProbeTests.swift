@@ -1,4 +1,5 @@
 import StackCore
+import StackProcess
 import Synchronization
 import Testing
 @testable import HostOrchestrator
@@ -38,17 +39,35 @@ import Glibc
     }
 
     /// The four probes run at the same time: four hung services cost one timeout, not four.
+    /// Proven without a clock: the one listener behind all four ports answers only once it
+    /// holds four connections at the same time, which probes made one after another
+    /// never give it (each would time out after 30 s instead).
     @Test func probesRunInParallel() async throws {
-        try await withHTTPServers(["hang", "hang", "hang", "hang"]) { servers in
-            let probe = HealthProbe(ports: [.dashboard: servers.ports[0], .backend: servers.ports[1], .minio: servers.ports[2], .inbucket: servers.ports[3]],
-                                    perTryTimeout: .seconds(2))
-            let started = ContinuousClock.now
-            let report = await probe.check(ServiceEndpoint.all)
-            let elapsed = ContinuousClock.now - started
-            #expect(report.outcomes.count == 4 && report.outcomes.values.allSatisfy { $0 == .timedOut })
-            #expect(elapsed < .seconds(7), "4 × 2 s one after another would be 8 s; took \(elapsed)")
-            #expect(report.unhealthy == ServiceEndpoint.all)
+        let listener = try TestSockets.bound(listening: true)
+        let port = listener.port
+        let answering = Task {
+            await BlockingCall.run { () -> Int in
+                var open: [Int32] = []
+                while open.count < 4 {
+                    let fd = accept(listener.fd, nil, nil)
+                    guard fd >= 0 else { break }  // the listener was shut down: give up
+                    open.append(fd)
+                }
+                defer { for fd in open { close(fd) } }
+                guard open.count == 4 else { return open.count }
+                let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
+                for fd in open { _ = reply.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+                return 4
+            }
         }
+        let probe = HealthProbe(ports: [.dashboard: port, .backend: port, .minio: port, .inbucket: port], perTryTimeout: .seconds(30))
+        let report = await probe.check(ServiceEndpoint.all)
+        shutdown(listener.fd, Int32(SHUT_RDWR))  // wakes the accept loop if the probes never all arrived
+        let heldAtOnce = await answering.value
+        close(listener.fd)
+        #expect(heldAtOnce == 4, "the listener never held four probe connections at once")
+        #expect(report.outcomes.count == 4 && report.outcomes.values.allSatisfy { $0 == .status(200) }, "\(report.outcomes)")
+        #expect(report.unhealthy.isEmpty)
     }
 
     /// §5.4 #46: a service that comes up ~400 ms after the first probe is detected soon

@@ -118,7 +118,9 @@ import Glibc
             }
             #expect(outcome.isEmpty)
             // Promptly: far below the 60 s read deadline, with room for a loaded machine.
-            #expect(elapsed < .seconds(10))
+            // (The forwarder itself runs on the shared pool, which a loaded machine can stall
+            // for seconds; 30 s still proves the refusal closed it, not the 60 s deadline.)
+            #expect(elapsed < .seconds(30))
 
             guard listen(upstream.fd, 8) == 0 else { throw StackError.systemCall("listen", errno: errno) }
             let listener = upstream.fd
@@ -221,7 +223,7 @@ import Glibc
         let echoed = try await BlockingCall.run {
             let fd = try TestSocket.connect(port: port)
             defer { close(fd) }
-            return try TestSocket.exchange(fd, sending: Array("oauth".utf8), deadline: .now + .seconds(10))
+            return try TestSocket.exchange(fd, sending: Array("oauth".utf8), deadline: .now + .seconds(60))
         }
         #expect(echoed == Array("oauth".utf8))
     }

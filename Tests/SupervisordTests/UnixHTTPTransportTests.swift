@@ -75,7 +75,9 @@ import Glibc
             let error = await #expect(throws: SupervisordError.self) { try await client.stopProcess("stack-app") }
             #expect(error?.code == .timedOut)
             #expect(error?.message.contains("supervisor.stopProcess(\"stack-app\", true)") == true)
-            #expect(ContinuousClock.now - started < .seconds(10))  // not the 30 s default, not forever
+            // Not the 30 s default, not forever. The bound stays below the default but is
+            // loose: a 2-core machine running the whole suite can stall a task for seconds.
+            #expect(ContinuousClock.now - started < .seconds(25))
         }
     }
 
