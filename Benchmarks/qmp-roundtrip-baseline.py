@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Bare baseline for Benchmarks/qmp-roundtrip.sh: the same steps as the Swift driver,
-done the way /work/shared/lab/lab.py does them (one blocking socket, json.dumps, no
+done the way a minimal protocol driver does them (one blocking socket, json.dumps, no
 threads). Python 3 stdlib only.
 
   qmp-roundtrip-baseline.py latency SOCKET COUNT     -> "<median us> <p90 us>"

@@ -77,7 +77,7 @@ import Testing
         #expect(try FileSystem.contents(of: scratch.path).isEmpty, "probe files are cleaned up")
     }
 
-    /// On this host /dev/kvm exists but cannot run a real guest (facts.md): the probe
+    /// On this host /dev/kvm exists but cannot run a real guest (docs/platform-facts.md): the probe
     /// must say so within its deadline instead of hanging. Where KVM works, it must
     /// say usable. Either way it answers in bounded time.
     @Test func kvmProbeAnswersWithinItsDeadline() async throws {

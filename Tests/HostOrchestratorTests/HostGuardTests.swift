@@ -214,7 +214,7 @@ import Glibc
 }
 
 @Suite struct QEMUFailureTests {
-    /// The messages facts.md lists for a failed launch or resume.
+    /// The messages docs/platform-facts.md lists for a failed launch or resume.
     @Test func recognisesQEMUsMessages() {
         #expect(QEMUFailure.diagnose("qemu-system-x86_64: -netdev user,id=net0,hostfwd=tcp:127.0.0.1:1-:2: Could not set up host forwarding rule 'tcp:127.0.0.1:26700-:8101'")
                 == .hostForwarding(port: 26700, line: "qemu-system-x86_64: -netdev user,id=net0,hostfwd=tcp:127.0.0.1:1-:2: Could not set up host forwarding rule 'tcp:127.0.0.1:26700-:8101'"))

@@ -1,6 +1,6 @@
 /// Probes the services in parallel and waits for them to be healthy, with short
 /// per-try timeouts (a forward into a guest whose network is not up hangs rather than
-/// refuses, facts.md) and polls that start at 10 ms and back off — no fixed sleeps
+/// refuses, docs/platform-facts.md) and polls that start at 10 ms and back off — no fixed sleeps
 /// (§5.4 #3). Elapsed time is reported with sub-second precision (§5.4 #46).
 ///
 /// A try that times out doubles that service's next timeout up to

@@ -4,7 +4,7 @@
 /// not attempted (QEMU would exit with "Unknown savevm section", "Size mismatch", …).
 ///
 /// Deliberately left out, because they may differ between capture and resume: file
-/// paths (`file=`, `path=`), host forwards (other ports are accepted, facts.md), host-
+/// paths (`file=`, `path=`), host forwards (other ports are accepted, docs/platform-facts.md), host-
 /// only backends (`-chardev`, `-mon`, `-fsdev`), `-kernel/-initrd/-append` (accepted
 /// at resume), `-incoming`, `-S`, `-daemonize`, `-pidfile`, `-D`, `-display`.
 /// Unknown options are kept verbatim: when unsure, a difference counts.

@@ -6,7 +6,7 @@ import StackCore
 /// `-kernel/-initrd/-append`, which is much faster under TCG than firmware + bootloader.
 ///
 /// Cold boot and capture pass them to QEMU; a resume does not (the RAM state already
-/// holds the booted kernel, and QEMU 7.2 accepts the options being absent, facts.md).
+/// holds the booted kernel, and QEMU 7.2 accepts the options being absent, docs/platform-facts.md).
 public struct KernelBootFiles: Sendable, Equatable {
     public let boot: MachineSpec.DirectKernelBoot
     /// Size and mtime of kernel and initrd plus the command line: a snapshot records it

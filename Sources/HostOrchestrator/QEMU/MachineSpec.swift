@@ -15,7 +15,7 @@ public struct MachineSpec: Sendable, Equatable {
     }
 
     /// `-kernel/-initrd/-append`: boots a kernel directly (the test guests). Accepted at
-    /// resume even when absent at capture (facts.md).
+    /// resume even when absent at capture (docs/platform-facts.md).
     public struct DirectKernelBoot: Sendable, Equatable, Hashable {
         public var kernel: String
         public var initrd: String?

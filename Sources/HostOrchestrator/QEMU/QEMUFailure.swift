@@ -1,5 +1,5 @@
 /// What went wrong, read from QEMU's own messages (its `-D` log and stderr). Under
-/// `-daemonize` these are the only trace of a failed launch or resume (facts.md), and
+/// `-daemonize` these are the only trace of a failed launch or resume (docs/platform-facts.md), and
 /// the category decides what the orchestrator does next: a busy port is the user's to
 /// fix, an incompatible or damaged snapshot is quarantined, an accelerator failure
 /// vetoes that accelerator (`AcceleratorVerdictCache.markUnusable`) and falls back.

@@ -12,7 +12,7 @@ import Darwin
 /// Moves a guest's RAM state between QEMU and a zstd file without an uncompressed copy
 /// on disk.
 ///
-/// QEMU 7.2 has no `file:` migration (facts.md), so the stream goes through a pipe:
+/// QEMU 7.2 has no `file:` migration (docs/platform-facts.md), so the stream goes through a pipe:
 /// at capture QEMU writes into it (`getfd` + `migrate fd:`) and an in-process zstd
 /// compressor on its own thread reads it; at resume a decompressor thread writes into
 /// it and QEMU reads (`migrate-incoming fd:`). Completion is taken from QMP's
