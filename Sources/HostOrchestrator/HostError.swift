@@ -40,6 +40,9 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let vmRunning = Code("vm-running")
         /// A capture failed (the previous snapshot, if any, is untouched).
         public static let captureFailed = Code("capture-failed")
+        /// A start or capture was cancelled (SIGINT/SIGTERM): what it launched is stopped;
+        /// the message says what that was.
+        public static let interrupted = Code("interrupted")
     }
 
     public let code: Code

@@ -33,12 +33,8 @@ struct CaptureFlow: Sendable {
         let console = context.console
         let store = context.store
 
-        let setup = try await timings.measure(.preflight) { () async throws -> MachineSetup in
-            if case .running(let process) = QEMUPidFile(path: paths.pidFile).lookup() {
-                throw HostError(.vmRunning, "The emulator VM is running (pid \(process.pid)); stop it first: stack-emulator stop")
-            }
-            return try await MachineSetup.gather(context)
-        }
+        // (`Emulator.capture` has checked that no VM runs.)
+        let setup = try await timings.measure(.preflight) { try await MachineSetup.gather(context) }
         var spec = setup.spec(.snapshot(incoming: false), configuration: configuration, host: context.host)
         let facts = setup.facts(for: spec)
         switch store.currentSnapshot(matching: facts) {
@@ -48,8 +44,7 @@ struct CaptureFlow: Sendable {
         case .mismatched(_, let differences):
             console.info("The existing snapshot does not match (\(differences.joined(separator: "; "))); capturing a new one.")
         case .damaged(let id, let reason):
-            let moved = try? store.quarantine(id: id, reason: reason)
-            console.warn("The existing snapshot is damaged (\(reason))\(moved.map { "; moved to \($0)" } ?? "").")
+            console.warn("The existing snapshot is damaged (\(reason)); \(EmulatorWarnings.quarantined(store, id: id, reason: reason)).")
         default:
             break
         }
@@ -57,6 +52,8 @@ struct CaptureFlow: Sendable {
         console.info("Arch: \(configuration.architecture.rawValue) | Accel: \(setup.accelerator.accelerator.rawValue) (\(setup.accelerator.reason))")
 
         try paths.prepareVMDirectory()
+        // A capture's VM never serves as a started one: no record may name it.
+        try FileSystem.removeFile(paths.sessionRecord)
         let capture = try store.beginCapture()
         do {
             try await timings.measure(.prepare) {
@@ -90,6 +87,7 @@ struct CaptureFlow: Sendable {
                 console.finishProgress()
             } catch {
                 console.finishProgress()
+                try Task.checkCancellation()
                 context.printSerialTail("Services did not come up within \(Seconds.format(configuration.readyTimeout)); last serial console lines:")
                 throw HostError(.captureFailed, "Services did not come up; capture aborted. (\(error))")
             }
@@ -109,6 +107,8 @@ struct CaptureFlow: Sendable {
                     try await process.terminate()
                 }
                 try context.paths.removeRuntimeFiles()
+                // Interrupted before the commit: nothing is published.
+                try Task.checkCancellation()
                 let metadata = SnapshotMetadata(
                     created: Date(), facts: facts,
                     ramStateFile: SnapshotStore.defaultRAMStateFile, diskLayerFile: SnapshotStore.diskLayerFile,
