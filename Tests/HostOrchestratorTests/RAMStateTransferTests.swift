@@ -103,4 +103,26 @@ import Glibc
             }
         }
     }
+
+    /// Issue 12: when the RAM state file cannot be written (ENOSPC: /dev/full) the
+    /// compressor's error is the one reported, whatever QEMU says after it.
+    @Test func unwritableStateFileIsReportedAsTheCause() async throws {
+        try await QEMUProcess.with(RAMStateTransferTests.memory) { source in
+            let qmp = try await QMPClient.connect(path: source.monitorPath, deadline: .now + .seconds(10))
+            defer { qmp.close() }
+            try await negotiatedEvents(qmp)
+            try await qmp.stop()
+            do {
+                _ = try await RAMStateTransfer().capture(qmp: qmp, to: "/dev/full", deadline: .now + .seconds(30))
+                Issue.record("a capture into /dev/full succeeded")
+            } catch let failure as RAMStateTransfer.Failure {
+                guard case .local(let why) = failure else {
+                    Issue.record("expected a local failure, got \(failure)")
+                    return
+                }
+                #expect(why.hasPrefix("compressing the RAM state into /dev/full failed:"), "\(why)")
+                #expect(why.contains("No space left on device"), "\(why)")
+            }
+        }
+    }
 }

@@ -158,7 +158,7 @@ struct CaptureFlow: Sendable {
             console.finishProgress()
         } catch {
             console.finishProgress()
-            throw HostError(.captureFailed, "QMP capture failed: \(error)")
+            throw HostError(.captureFailed, "Capturing the RAM state failed: \(error)")
         }
         try await qmp.quit(deadline: .now + .seconds(10))
         return (mappedRAM ? .zstdMappedRAM : .zstdStream, outcome, capabilities)
