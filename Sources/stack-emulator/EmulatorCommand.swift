@@ -71,6 +71,8 @@ enum Interrupts {
         switch result {
         case .failure(let error as HostError) where error.code == .interrupted:
             return "Interrupted by \(signal): \(error.message)."
+        case .failure(is CancellationError):
+            return "Interrupted by \(signal) before \(action) had finished."
         case .failure(let error):
             return "Interrupted by \(signal); \(action) ended with: \(error)"
         case .success:

@@ -13,7 +13,10 @@ import StackCore
 /// `migrate fd:` through a pipe; with `mapped-ram` + `multifd`: `file:`), `quit`, and
 /// the commit: RAM state, the capture-time disk as the immutable layer (§5.4 #19) and
 /// the facts it depends on, published atomically. A failed capture publishes nothing
-/// and leaves the previous snapshot in place (the shell deleted it first).
+/// and leaves the previous snapshot in place (the shell deleted it first). From
+/// `beginCapture` to the commit the capture holds the snapshot store's lock, so a
+/// capture from another run directory on the same IMAGE_DIR fails at once instead of
+/// sweeping this one's staging directory.
 struct CaptureFlow: Sendable {
     let context: EmulatorContext
     let timings: PhaseTimings

@@ -42,7 +42,13 @@ public final class StartLock: Sendable {
             if try take(fd, path: path) { return StartLock(locking: fd, path: path) }
             let now = ContinuousClock.now
             if now >= deadline { throw held(fd, path: path, activity: activity) }
-            try? await Task.sleep(for: min(interval, deadline - now))
+            do {
+                try await Task.sleep(for: min(interval, deadline - now))
+            } catch {
+                // Cancelled (an interrupt): stop waiting.
+                close(fd)
+                throw error
+            }
             interval = min(interval * 2, .milliseconds(250))
         }
     }

@@ -51,21 +51,10 @@ struct EmulatorProcess {
     /// Waits for the exit, at most `timeout` (generous: it proves "not forever"); then
     /// SIGKILL and a thrown error.
     func exit(timeout: Duration = .seconds(120)) async throws -> StackProcess.ExitStatus {
-        let pid = child.pid
-        let status = await withTaskGroup(of: StackProcess.ExitStatus?.self) { group in
-            group.addTask { try? await child.waitForExit() }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            if first == nil { kill(pid, SIGKILL) }
-            group.cancelAll()
-            return first
-        }
+        let status = try await child.exitStatus(within: timeout)
         tether.release()
         guard let status else {
-            throw StackError(.systemCall, "stack-emulator \(pid) did not exit within \(timeout); stdout: \(output.suffix(2000)) stderr: \(errors.suffix(2000))")
+            throw StackError(.systemCall, "stack-emulator \(child.pid) did not exit within \(timeout); stdout: \(output.suffix(2000)) stderr: \(errors.suffix(2000))")
         }
         return status
     }
