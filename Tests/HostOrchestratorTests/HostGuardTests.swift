@@ -101,7 +101,8 @@ import Glibc
         // Observe the holder taking it (a one-shot attempt fails), with a deadline.
         var heldByOther = false
         var interval = Duration.milliseconds(5)
-        let deadline = ContinuousClock.now + .seconds(20)
+        // Generous: under parallel load the machine has stalled for half a minute.
+        let deadline = ContinuousClock.now + .seconds(90)
         while ContinuousClock.now < deadline {
             if (try? await StartLock.acquire(path: path)) == nil { heldByOther = true; break }
             try await Task.sleep(for: interval)
@@ -111,7 +112,7 @@ import Glibc
         await #expect(throws: HostError.self) { try await StartLock.acquire(path: path) }
 
         // A waiting acquire gets it as soon as the holder lets go.
-        async let waited = StartLock.acquire(path: path, timeout: .seconds(20))
+        async let waited = StartLock.acquire(path: path, timeout: .seconds(90))
         close(writeEnd)
         writeEnd = -1
         let lock = try await waited

@@ -140,7 +140,7 @@ public struct Emulator: Sendable {
             try SessionRecord.write(for: process, rotated: rotated, paths: context.paths)
         } catch {
             await context.discard(process)
-            throw HostError(.systemCall, "\(error); stopped the VM, which could not be recorded as started")
+            throw HostError((error as? HostError)?.code ?? .systemCall, "\(error); stopped the VM, which could not be recorded as started")
         }
         console.log("All services are green.")
         context.printURLs()
