@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(name: "stack-entrypoint", dependencies: ["StackEntrypoint", "StackCore", "StackProcess", argumentParser, log]),
         .executableTarget(name: "rotate-secrets", dependencies: ["SecretRotation", "StackCore", argumentParser, log]),
         .executableTarget(name: "trigger-fast-rotate", dependencies: ["GuestTrigger", "StackCore", argumentParser, log]),
-        .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", argumentParser, log]),
+        .executableTarget(name: "stack-emulator", dependencies: ["HostOrchestrator", "StackCore", "StackProcess", argumentParser, log]),
         // Benchmarks/rewrite.sh drives it; StackRewriteTests run it as another user.
         .executableTarget(name: "rewrite-bench", dependencies: ["StackRewrite", "StackCore"], path: "Benchmarks/RewriteBench"),
 

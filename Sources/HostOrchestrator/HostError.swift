@@ -18,7 +18,8 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let firmwareMissing = Code("firmware-missing")
         /// A host port the VM forwards is already taken.
         public static let portInUse = Code("port-in-use")
-        /// Another stack-emulator invocation holds the run-directory lock.
+        /// Another stack-emulator invocation holds the run-directory lock, or another
+        /// capture the snapshot store's.
         public static let lockHeld = Code("lock-held")
         /// A system call failed; `errno` says why.
         public static let systemCall = Code("system-call")
@@ -40,6 +41,9 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let vmRunning = Code("vm-running")
         /// A capture failed (the previous snapshot, if any, is untouched).
         public static let captureFailed = Code("capture-failed")
+        /// A start or capture was cancelled (SIGINT/SIGTERM): what it launched is stopped;
+        /// the message says what that was.
+        public static let interrupted = Code("interrupted")
     }
 
     public let code: Code

@@ -18,6 +18,10 @@ public enum ProcessTable {
         public let parent: pid_t
         public let group: pid_t
         public let session: pid_t
+        /// When the process started, in clock ticks after boot (`starttime`, field 22):
+        /// with the pid (and the boot) it names one process, never a later one that got
+        /// the same pid. nil when the line is too short to hold it.
+        public let startTime: UInt64?
 
         public var isZombie: Bool { state == "Z" || state == "X" }
         public var leadsGroup: Bool { group == pid }
@@ -65,8 +69,8 @@ public enum ProcessTable {
         return parse(stat: bytes)
     }
 
-    /// Parses `pid (comm) state ppid pgrp session …`. `comm` may contain spaces and
-    /// parentheses, so the fields after it are located from the *last* `)`.
+    /// Parses `pid (comm) state ppid pgrp session … starttime …`. `comm` may contain
+    /// spaces and parentheses, so the fields after it are located from the *last* `)`.
     public static func parse(stat bytes: [UInt8]) -> Entry? {
         guard let open = bytes.firstIndex(of: UInt8(ascii: "(")),
               let close = bytes.lastIndex(of: UInt8(ascii: ")")), open < close,
@@ -77,7 +81,9 @@ public enum ProcessTable {
         guard rest.count >= 4, let state = rest[0].first,
               let parent = pid_t(rest[1]), let group = pid_t(rest[2]), let session = pid_t(rest[3])
         else { return nil }
-        return Entry(pid: pid, name: name, state: state, parent: parent, group: group, session: session)
+        // Fields 3… follow the name: `starttime` is field 22.
+        let startTime = rest.count > 19 ? UInt64(rest[19]) : nil
+        return Entry(pid: pid, name: name, state: state, parent: parent, group: group, session: session, startTime: startTime)
     }
 
     /// Names of the numeric entries of a directory (`/proc`, `/proc/self/task`).

@@ -146,28 +146,56 @@ public final class SignalSource: Sendable {
     /// child's group on cancellation), awaited, and `ProcessError.shutdownRequested` is
     /// thrown so the caller can exit promptly without starting anything else.
     public func cancellingOnShutdown<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        if let signal = shutdownSignal { throw Self.shutdownError(signal) }
-        return try await withThrowingTaskGroup(of: ShutdownRace<T>.self) { group in
-            group.addTask { .finished(try await operation()) }
+        switch await runUntilShutdown(operation) {
+        case .completed(let result):
+            return try result.get()
+        case .interrupted(let signal, _):
+            throw Self.shutdownError(signal)
+        }
+    }
+
+    /// How `runUntilShutdown` ended.
+    public enum ShutdownOutcome<T: Sendable>: Sendable {
+        /// No shutdown signal arrived before the operation ended.
+        case completed(Result<T, any Error>)
+        /// A shutdown signal arrived first (or before the call: the operation did not
+        /// run, its result is a `CancellationError`); the operation was cancelled and
+        /// this is how it ended, so the caller can say what was cleaned up.
+        case interrupted(Signal, Result<T, any Error>)
+    }
+
+    /// `cancellingOnShutdown` for callers that need the operation's own result after an
+    /// interrupt (what it stopped, or that it had finished anyway): the operation is
+    /// cancelled when a shutdown signal arrives and always awaited.
+    public func runUntilShutdown<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async -> ShutdownOutcome<T> {
+        if let signal = shutdownSignal { return .interrupted(signal, .failure(CancellationError())) }
+        return await withTaskGroup(of: ShutdownRace<T>.self) { group in
+            group.addTask {
+                do {
+                    return .finished(.success(try await operation()))
+                } catch {
+                    return .finished(.failure(error))
+                }
+            }
             group.addTask {
                 guard let signal = await self.shutdownRequested() else { return .watcherCancelled }
                 return .shutdown(signal)
             }
-            while let outcome = try await group.next() {
+            var signal: Signal?
+            while let outcome = await group.next() {
                 switch outcome {
-                case .finished(let value):
+                case .finished(let result):
                     group.cancelAll()
-                    return value
-                case .shutdown(let signal):
+                    if let signal { return .interrupted(signal, result) }
+                    return .completed(result)
+                case .shutdown(let received):
+                    signal = received
                     group.cancelAll()
-                    // Wait for the operation to wind down; its result or error no longer matters.
-                    while (try? await group.next()) != nil {}
-                    throw Self.shutdownError(signal)
                 case .watcherCancelled:
                     continue
                 }
             }
-            throw CancellationError()
+            preconditionFailure("the operation's task always reports")
         }
     }
 
@@ -237,9 +265,9 @@ public final class SignalSource: Sendable {
     }
 }
 
-/// Which finished first in `SignalSource.cancellingOnShutdown`.
+/// Which finished first in `SignalSource.runUntilShutdown`.
 private enum ShutdownRace<T: Sendable>: Sendable {
-    case finished(T)
+    case finished(Result<T, any Error>)
     case shutdown(Signal)
     case watcherCancelled
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import HostOrchestrator
 import Logging
 import StackCore
+import StackProcess
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,16 +17,9 @@ struct EmulatorMain {
             EmulatorConsole.standard().error("Unknown action '\(word)'. \(ActionWords.usage)")
             exit(1)
         case .arguments(let arguments):
+            var command: any ParsableCommand
             do {
-                var command = try EmulatorCommand.parseAsRoot(arguments)
-                if var asyncCommand = command as? AsyncParsableCommand {
-                    try await asyncCommand.run()
-                } else {
-                    try command.run()
-                }
-                exit(0)
-            } catch let code as ExitCode {
-                exit(code.rawValue)
+                command = try EmulatorCommand.parseAsRoot(arguments)
             } catch {
                 // --help is an "error" with exit code 0; anything the parser rejects is a
                 // usage error, which exits 1 like the shell (not ArgumentParser's 64).
@@ -38,6 +32,51 @@ struct EmulatorMain {
                 EmulatorConsole.standard().error(ActionWords.usage)
                 exit(1)
             }
+            // Before anything can start a thread: logging, then the signals (see SignalSource).
+            StackLogging.bootstrap(prefix: "stack-emulator",
+                                   level: StackLogging.level(named: ProcessEnvironment.current["STACK_EMULATOR_LOG_LEVEL"]) ?? .warning)
+            if case .failure(let error) = Interrupts.source {
+                EmulatorConsole.standard().error("cannot set up signal handling: \(error)")
+                exit(1)
+            }
+            do {
+                if var asyncCommand = command as? AsyncParsableCommand {
+                    try await asyncCommand.run()
+                } else {
+                    try command.run()
+                }
+                exit(0)
+            } catch let code as ExitCode {
+                exit(code.rawValue)
+            } catch {
+                EmulatorConsole.standard().error("\(error)")
+                exit(1)
+            }
+        }
+    }
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, taken over once for the whole process: each
+/// cancels the running action (`Invocation.run`), which then stops what it launched,
+/// instead of killing the process with QEMU left behind.
+enum Interrupts {
+    /// Installed by its first use, which `main` makes before anything else runs.
+    static let source: Result<SignalSource, any Error> = Result {
+        try SignalSource.install(SignalSource.Configuration(signals: Signal.shutdownRequests, shutdownSignals: Signal.shutdownRequests),
+                                 logger: Logger(label: "stack-emulator"))
+    }
+
+    /// The one line an interrupted action ends with.
+    static func message(_ signal: Signal, action: String, result: Result<Int32, any Error>) -> String {
+        switch result {
+        case .failure(let error as HostError) where error.code == .interrupted:
+            return "Interrupted by \(signal): \(error.message)."
+        case .failure(is CancellationError):
+            return "Interrupted by \(signal) before \(action) had finished."
+        case .failure(let error):
+            return "Interrupted by \(signal); \(action) ended with: \(error)"
+        case .success:
+            return "Interrupted by \(signal) after \(action) had finished; its result stands."
         }
     }
 }
@@ -58,8 +97,6 @@ struct EmulatorCommand: AsyncParsableCommand {
 struct Invocation {
     static func emulator(console: EmulatorConsole = .standard()) throws -> Emulator {
         let environment = ProcessEnvironment.current
-        StackLogging.bootstrap(prefix: "stack-emulator",
-                               level: StackLogging.level(named: environment["STACK_EMULATOR_LOG_LEVEL"]) ?? .warning)
         let host = try HostPlatform.detect()
         let configuration = try EmulatorConfiguration(environment: environment, host: host, currentDirectory: currentDirectory())
         return Emulator(configuration: configuration, host: host, console: console)
@@ -71,16 +108,23 @@ struct Invocation {
         return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Runs `body`; a failure is one `[emulator]` error line on stderr and exit 1.
-    static func run(console: EmulatorConsole = .standard(), _ body: (Emulator) async throws -> Int32) async throws {
-        let code: Int32
-        do {
-            code = try await body(try emulator(console: console))
-        } catch {
+    /// Runs `body` for `action`; a failure is one `[emulator]` error line on stderr and
+    /// exit 1. A shutdown signal cancels `body` and waits for it (it stops what it
+    /// launched), then one line says what happened and the exit code is 128 + signal.
+    static func run(_ action: String, console: EmulatorConsole = .standard(),
+                    _ body: @escaping @Sendable (Emulator) async throws -> Int32) async throws {
+        let signals = try Interrupts.source.get()
+        switch await signals.runUntilShutdown({ try await body(try emulator(console: console)) }) {
+        case .completed(.success(let code)):
+            if code != 0 { throw ExitCode(code) }
+        case .completed(.failure(let error)):
             console.error("\(error)")
             throw ExitCode(1)
+        case .interrupted(let signal, let result):
+            console.finishProgress()
+            console.error(Interrupts.message(signal, action: action, result: result))
+            throw ExitCode(128 + signal.rawValue)
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -89,7 +133,7 @@ struct Start: AsyncParsableCommand {
         abstract: "Start the VM: resume the snapshot (with fresh secrets) if usable, else cold boot. The default action.")
 
     func run() async throws {
-        try await Invocation.run { emulator in
+        try await Invocation.run("start") { emulator in
             _ = try await emulator.start()
             return 0
         }
@@ -100,7 +144,7 @@ struct Stop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Power the guest off (ACPI), then terminate QEMU if it does not exit in time.")
 
     func run() async throws {
-        try await Invocation.run { emulator in
+        try await Invocation.run("stop") { emulator in
             try await emulator.stop()
             return 0
         }
@@ -111,7 +155,7 @@ struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show the VM and the four services; exit 0 only when all are up.")
 
     func run() async throws {
-        try await Invocation.run { emulator in
+        try await Invocation.run("status") { emulator in
             await emulator.status().allUp ? 0 : 1
         }
     }
@@ -121,7 +165,7 @@ struct Reset: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop, then delete the run directory (images and snapshots stay).")
 
     func run() async throws {
-        try await Invocation.run { emulator in
+        try await Invocation.run("reset") { emulator in
             try await emulator.reset()
             return 0
         }
@@ -133,7 +177,7 @@ struct Capture: AsyncParsableCommand {
         abstract: "Cold-boot in the snapshot layout and capture a RAM snapshot (EMULATOR_FORCE_CAPTURE=1 replaces an existing one).")
 
     func run() async throws {
-        try await Invocation.run { emulator in
+        try await Invocation.run("capture") { emulator in
             _ = try await emulator.capture()
             return 0
         }
@@ -148,7 +192,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let console = json ? EmulatorConsole(output: .descriptor(2), errors: .descriptor(2)) : EmulatorConsole.standard()
-        try await Invocation.run(console: console) { emulator in
+        try await Invocation.run("bench", console: console) { [json] emulator in
             let report = try await emulator.bench()
             if json {
                 try POSIX.writeAll(1, Array((try BenchOutput(report).json() + "\n").utf8), context: "write to stdout")

@@ -94,13 +94,27 @@ import Glibc
         let output = try await run(["start"], env)
         // The lock is held until after this returns, so any answer at all means the second
         // start did not wait for it; the bound only has to absorb a loaded machine.
-        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(ContinuousClock.now - started < .seconds(90))
         #expect(output.status == .exited(1))
         #expect(output.standardErrorText.contains("stack-emulator pid \(getpid()) is already starting, stopping or capturing this emulator"),
                 "\(output.standardErrorText)")
         lock.release()
         // Released: the next start gets past the lock (and stops at the missing image).
         #expect(try await run(["start"], env).standardErrorText.contains("Base image not found"))
+    }
+
+    /// Issue 12: a service listening only on [::1] takes the port for a browser opening
+    /// `localhost`: start refuses with the port message before launching anything.
+    @Test func serviceOnIPv6LoopbackOnlyStopsStart() async throws {
+        let temp = try TestDirectory(prefix: "hp-cli")
+        defer { temp.remove() }
+        let listener = try TestSockets.boundIPv6(listening: true, address: in6addr_loopback)
+        defer { close(listener.fd) }
+        let output = try await run(["start"], try environment(temp, ["EMULATOR_BACKEND_PORT": "\(listener.port)"]))
+        #expect(output.status == .exited(1))
+        #expect(output.standardErrorText.contains("[emulator] Port \(listener.port) is already in use. Stop any conflicting services first."),
+                "\(output.standardErrorText)")
+        #expect(!output.standardOutputText.contains("Starting QEMU"), "nothing was launched")
     }
 
     /// §5.4 #11: a pid file naming another live program: status says down, stop removes

@@ -41,11 +41,7 @@ import Glibc
     }
 
     func servedKey(_ bed: EmulatorTestBed) async throws -> String {
-        let script = try await HTTPGet.body(port: try bed.port(.dashboard), path: "/handler/key.js")
-        guard let key = EmulatorFlowTests.firstHex64(in: script) else {
-            throw StackError(.systemCall, "no key in key.js: \(script)")
-        }
-        return key
+        try await bed.servedKey()
     }
 
     func internalPCK(_ bed: EmulatorTestBed) throws -> (text: String, mode: mode_t) {

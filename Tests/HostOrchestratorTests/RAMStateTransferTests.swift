@@ -15,6 +15,9 @@ import Glibc
 /// completion taken from MIGRATION events.
 @Suite struct RAMStateTransferTests {
     static let memory = ["-object", "memory-backend-ram,id=ram0,size=32M", "-machine", "none,memory-backend=ram0"]
+    /// Deadlines of connects and transfers: they prove "not forever" and must absorb a
+    /// machine that stalls for half a minute under parallel load (seen in full runs).
+    static let bound: Duration = .seconds(90)
 
     func negotiatedEvents(_ qmp: QMPClient) async throws {
         try await qmp.migrateSetCapabilities([MigrationCapabilityState(.events, true)])
@@ -24,11 +27,11 @@ import Glibc
     /// Captures a stopped `-machine none` QEMU into `path`; returns the outcome.
     func capture(to path: String) async throws -> RAMStateTransfer.Outcome {
         try await QEMUProcess.with(RAMStateTransferTests.memory) { source in
-            let qmp = try await QMPClient.connect(path: source.monitorPath, deadline: .now + .seconds(10))
+            let qmp = try await QMPClient.connect(path: source.monitorPath, deadline: .now + RAMStateTransferTests.bound)
             defer { qmp.close() }
             try await negotiatedEvents(qmp)
             try await qmp.stop()
-            let outcome = try await RAMStateTransfer().capture(qmp: qmp, to: path, deadline: .now + .seconds(30))
+            let outcome = try await RAMStateTransfer().capture(qmp: qmp, to: path, deadline: .now + RAMStateTransferTests.bound)
             #expect(try await qmp.queryMigrate().status == .completed)
             return outcome
         }
@@ -51,11 +54,11 @@ import Glibc
         #expect(Array(stream.prefix(8)) == [0x51, 0x45, 0x56, 0x4D, 0, 0, 0, 3])
 
         try await QEMUProcess.with(RAMStateTransferTests.memory + ["-incoming", "defer"]) { destination in
-            let qmp = try await QMPClient.connect(path: destination.monitorPath, deadline: .now + .seconds(10))
+            let qmp = try await QMPClient.connect(path: destination.monitorPath, deadline: .now + RAMStateTransferTests.bound)
             defer { qmp.close() }
             try await negotiatedEvents(qmp)
             #expect(try await qmp.queryStatus().status == .inmigrate)
-            let loaded = try await RAMStateTransfer().load(qmp: qmp, from: path, deadline: .now + .seconds(30))
+            let loaded = try await RAMStateTransfer().load(qmp: qmp, from: path, deadline: .now + RAMStateTransferTests.bound)
             #expect(loaded.streamBytes == captured.streamBytes)
             #expect(loaded.compressedBytes == captured.compressedBytes)
             #expect(try await qmp.queryMigrate().status == .completed)
@@ -73,11 +76,11 @@ import Glibc
         #expect(truncate(path, off_t(captured.compressedBytes / 2)) == 0)
 
         try await QEMUProcess.with(RAMStateTransferTests.memory + ["-incoming", "defer"]) { destination in
-            let qmp = try await QMPClient.connect(path: destination.monitorPath, deadline: .now + .seconds(10))
+            let qmp = try await QMPClient.connect(path: destination.monitorPath, deadline: .now + RAMStateTransferTests.bound)
             defer { qmp.close() }
             try await negotiatedEvents(qmp)
             do {
-                _ = try await RAMStateTransfer().load(qmp: qmp, from: path, deadline: .now + .seconds(30))
+                _ = try await RAMStateTransfer().load(qmp: qmp, from: path, deadline: .now + RAMStateTransferTests.bound)
                 Issue.record("a truncated state loaded")
             } catch let failure as RAMStateTransfer.Failure {
                 guard case .damagedState(let why) = failure else {
@@ -96,10 +99,32 @@ import Glibc
         let path = temp.file("ram.zst")
         _ = try await capture(to: path)
         try await QEMUProcess.with(RAMStateTransferTests.memory) { running in
-            let qmp = try await QMPClient.connect(path: running.monitorPath, deadline: .now + .seconds(10))
+            let qmp = try await QMPClient.connect(path: running.monitorPath, deadline: .now + RAMStateTransferTests.bound)
             defer { qmp.close() }
             await #expect(throws: RAMStateTransfer.Failure.self) {
                 _ = try await RAMStateTransfer().load(qmp: qmp, from: path, deadline: .now + .seconds(10))
+            }
+        }
+    }
+
+    /// Issue 12: when the RAM state file cannot be written (ENOSPC: /dev/full) the
+    /// compressor's error is the one reported, whatever QEMU says after it.
+    @Test func unwritableStateFileIsReportedAsTheCause() async throws {
+        try await QEMUProcess.with(RAMStateTransferTests.memory) { source in
+            let qmp = try await QMPClient.connect(path: source.monitorPath, deadline: .now + RAMStateTransferTests.bound)
+            defer { qmp.close() }
+            try await negotiatedEvents(qmp)
+            try await qmp.stop()
+            do {
+                _ = try await RAMStateTransfer().capture(qmp: qmp, to: "/dev/full", deadline: .now + RAMStateTransferTests.bound)
+                Issue.record("a capture into /dev/full succeeded")
+            } catch let failure as RAMStateTransfer.Failure {
+                guard case .local(let why) = failure else {
+                    Issue.record("expected a local failure, got \(failure)")
+                    return
+                }
+                #expect(why.hasPrefix("compressing the RAM state into /dev/full failed:"), "\(why)")
+                #expect(why.contains("No space left on device"), "\(why)")
             }
         }
     }

@@ -1,9 +1,13 @@
 import Foundation
+import Synchronization
 import StackCore
 import StackProcess
 import TestSupport
 import Testing
 @testable import HostOrchestrator
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct SnapshotStoreTests {
     let image = QEMUImage(searchPath: Command.defaultSearchPath)
@@ -96,13 +100,15 @@ import Testing
     @Test func incompleteCaptureIsNeverPublished() async throws {
         let f = try await fixture()
         defer { f.temp.remove() }
-        let capture = try f.store.beginCapture()
-        #expect(capture.directory.hasSuffix(".partial"))
-        try await capture.createDiskLayer(over: f.paths.baseImage, using: image)
-        #expect(f.store.current() == .none)
-        #expect(throws: HostError.self) { try f.store.commit(capture, metadata: SnapshotMetadata(created: Date(), facts: f.facts)) }
-        #expect(f.store.current() == .none)
-
+        do {
+            let capture = try f.store.beginCapture()
+            #expect(capture.directory.hasSuffix(".partial"))
+            try await capture.createDiskLayer(over: f.paths.baseImage, using: image)
+            #expect(f.store.current() == .none)
+            #expect(throws: HostError.self) { try f.store.commit(capture, metadata: SnapshotMetadata(created: Date(), facts: f.facts)) }
+            #expect(f.store.current() == .none)
+        }
+        // (The capture is gone, as if its process had died: the store's lock is free.)
         // The next capture sweeps the leftover.
         let next = try f.store.beginCapture()
         #expect(try FileSystem.contents(of: f.store.root) == [Path.lastComponent(of: next.directory)])
@@ -191,4 +197,142 @@ import Testing
         #expect(try FileSystem.contents(of: f.store.root).isEmpty)
         #expect(throws: HostError.self) { try f.store.remove(id: "../images") }
     }
+
+    /// Issue 12: metadata.json is read while the start lock is held, so anything but a
+    /// small regular file reads as damaged at once — a FIFO must not block the open, a
+    /// symlink is not followed, a huge file is refused by its size.
+    @Test func metadataThatIsNotASmallRegularFileIsDamagedAtOnce() async throws {
+        let f = try await fixture()
+        defer { f.temp.remove() }
+        let snapshot = try await capture(f)
+        try FileSystem.setMode(snapshot.directory, 0o755)
+        let metadata = Path.join(snapshot.directory, SnapshotStore.metadataFile)
+        let copy = f.temp.file("metadata-copy.json")
+        try AtomicFile(path: copy).write(try POSIX.readFile(metadata))
+
+        func expectDamaged(_ what: String, _ fragment: String) {
+            guard case .damaged(let id, let reason) = f.store.current() else {
+                Issue.record("\(what): not damaged: \(f.store.current())")
+                return
+            }
+            #expect(id == snapshot.id)
+            #expect(reason.contains(fragment), "\(what): \(reason)")
+        }
+
+        try FileSystem.removeFile(metadata)
+        #expect(mkfifo(metadata, 0o644) == 0)
+        // Should the open block after all, a writer ends it (and the test fails) after 20 s.
+        let watchdog = FIFOWatchdog(path: metadata, after: .seconds(20))
+        expectDamaged("a FIFO", "is not a regular file (FIFO)")
+        #expect(!watchdog.fired, "reading the FIFO blocked")
+        watchdog.cancel()
+
+        try FileSystem.removeFile(metadata)
+        try FileSystem.symbolicLink(copy, at: metadata)
+        expectDamaged("a symlink to a good copy", "metadata.json")
+
+        try FileSystem.removeFile(metadata)
+        try FileSystem.symbolicLink("/dev/zero", at: metadata)
+        expectDamaged("a symlink to a device", "metadata.json")
+
+        try FileSystem.removeFile(metadata)
+        try FileSystem.makeDirectory(metadata, mode: 0o755)
+        expectDamaged("a directory", "is not a regular file (directory)")
+
+        try FileSystem.removeTree(metadata)
+        let fd = try POSIX.open(metadata, O_WRONLY | O_CREAT, mode: 0o644)
+        #expect(ftruncate(fd, 64 << 20) == 0)
+        POSIX.close(fd)
+        expectDamaged("a 64 MiB file", "more than the \(SnapshotStore.metadataLimit) expected")
+
+        try FileSystem.removeFile(metadata)
+        try AtomicFile(path: metadata).write(try POSIX.readFile(copy))
+        #expect(f.store.current() == .usable(snapshot))
+    }
+
+    /// Issue 12: quarantine never leaves a snapshot unreferenced and unrecorded. When the
+    /// move fails (here EXDEV: `quarantine/` is on another file system; EACCES for an
+    /// unprivileged user behaves alike), the record says where the snapshot stayed and
+    /// only then is `current` dropped; when not even a record can be written, `current`
+    /// stays as it was.
+    @Test func quarantineRecordsBeforeItUnlinksCurrent() async throws {
+        let f = try await fixture()
+        defer { f.temp.remove() }
+        let snapshot = try await capture(f)
+        let elsewhere = try TestDirectory(prefix: "hp-quarantine", base: "/dev/shm")
+        defer { elsewhere.remove() }
+        let quarantine = Path.join(f.store.root, SnapshotStore.quarantineDirectory)
+        try FileSystem.symbolicLink(elsewhere.path, at: quarantine)
+
+        let recorded = try f.store.quarantine(id: snapshot.id, reason: "resume failed: test")
+        #expect(f.store.current() == .none)
+        #expect(POSIX.exists(snapshot.ramStatePath), "the snapshot stays where it was")
+        let listed = try f.store.quarantined()
+        #expect(listed.count == 1 && listed.first?.directory == recorded)
+        let record = try #require(listed.first?.record)
+        #expect(record.reason == "resume failed: test")
+        #expect(record.leftAt == snapshot.directory)
+        #expect(record.moveFailure?.contains("Invalid cross-device link") == true, "\(record.moveFailure ?? "nil")")
+
+        // Nowhere to record: `current` is kept, and the error says why.
+        let second = try await capture(f)
+        try FileSystem.removeFile(quarantine)
+        try AtomicFile(path: quarantine).write([0])
+        #expect(throws: HostError.self) { try f.store.quarantine(id: second.id, reason: "resume failed: again") }
+        #expect(f.store.current() == .usable(second))
+        #expect(POSIX.exists(second.ramStatePath))
+    }
+
+    /// Issue 12: captures of different run directories share the store; the store's
+    /// lock makes a second capture (and a quarantine) fail at once instead of sweeping
+    /// the first one's `.partial`, and is free again after commit or abandon.
+    @Test func aCaptureHoldsTheStoreUntilCommitOrAbandon() async throws {
+        let f = try await fixture()
+        defer { f.temp.remove() }
+        let first = try f.store.beginCapture()
+        do {
+            _ = try f.store.beginCapture()
+            Issue.record("two captures at once")
+        } catch let error as HostError {
+            #expect(error.code == .lockHeld)
+            #expect(error.message.contains("is already capturing a snapshot into \(f.store.root)"), "\(error.message)")
+        }
+        #expect(POSIX.exists(first.directory))
+        #expect(throws: HostError.self) { try f.store.quarantine(id: SnapshotStore.currentLink, reason: "test") }
+        f.store.abandon(first)
+        #expect(!POSIX.exists(first.directory))
+
+        let snapshot = try await capture(f)
+        #expect(f.store.current() == .usable(snapshot))
+        // Committed: the store is free for the next capture.
+        f.store.abandon(try f.store.beginCapture())
+    }
+}
+
+/// Opens a FIFO for writing after a delay unless cancelled: a reader blocked in open(2)
+/// is then released, so a regression fails the test instead of hanging it.
+final class FIFOWatchdog: Sendable {
+    private let state = Mutex<(cancelled: Bool, fired: Bool)>((false, false))
+
+    init(path: String, after delay: Duration) {
+        BlockingCall.detach { [self] in
+            var remaining = delay
+            while remaining > .zero {
+                if state.withLock({ $0.cancelled }) { return }
+                usleep(50_000)
+                remaining -= .milliseconds(50)
+            }
+            let fire = state.withLock { state in
+                if state.cancelled { return false }
+                state.fired = true
+                return true
+            }
+            guard fire else { return }
+            let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 { close(fd) }
+        }
+    }
+
+    var fired: Bool { state.withLock { $0.fired } }
+    func cancel() { state.withLock { $0.cancelled = true } }
 }

@@ -1,5 +1,6 @@
 import StackCore
 import StackProcess
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -72,7 +73,11 @@ struct CommandRunTests {
         #expect(entry.parent == 1)
         #expect(entry.leadsGroup)
         #expect(entry.session == 4242)
+        #expect(entry.startTime == nil, "the line ends before starttime")
         #expect(ProcessTable.parse(stat: Array("garbage".utf8)) == nil)
+        // A full line: starttime is field 22 (the 20th after the name).
+        let full = "77 (a) b) S 1 77 77 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 50 18446744073709551615"
+        #expect(ProcessTable.parse(stat: Array(full.utf8))?.startTime == 123456)
     }
 
     /// Our own entry in the live /proc is found with the right parent.
@@ -80,5 +85,10 @@ struct CommandRunTests {
         let me = try #require(ProcessTable.entry(pid: getpid()))
         #expect(me.parent == getppid())
         #expect(ProcessTable.entries().contains { $0.pid == me.pid })
+        // A child started now started after us (clock ticks after boot).
+        let child = try Command("/bin/sleep", arguments: ["5"], environment: [:]).spawn()
+        defer { child.send(SIGKILL); TestReaper.reapInBackground(child.pid) }
+        let started = try #require(ProcessTable.entry(pid: child.pid)?.startTime)
+        #expect(started >= (try #require(me.startTime)))
     }
 }

@@ -80,18 +80,7 @@ public final class QEMUProcess: Sendable {
     /// Waits until QEMU exits on its own (after `quit`); after `timeout` it is killed
     /// (so the blocked `waitpid` returns) and this throws.
     public func waitForExit(timeout: Duration = .seconds(10)) async throws -> ExitStatus {
-        let child = self.child
-        let outcome = try await withThrowingTaskGroup(of: ExitStatus?.self) { group in
-            group.addTask { try await child.waitForExit() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = try await group.next()!
-            if first == nil { child.send(SIGKILL) }
-            group.cancelAll()
-            return first
-        }
+        let outcome = try await child.exitStatus(within: timeout)
         reaped.store(true, ordering: .releasing)
         tether.release()
         guard let outcome else { throw StackError(.systemCall, "QEMU \(child.pid) did not exit within \(timeout)") }

@@ -54,6 +54,8 @@ public struct EmulatorPaths: Sendable, Equatable {
     /// QEMU's own log (`-D`): under `-daemonize` its errors are visible nowhere else.
     public var qemuLog: String { vm("qemu.log") }
     public var internalPCK: String { vm("internal-pck") }
+    /// What the last completed start left running (`SessionRecord`).
+    public var sessionRecord: String { vm("session.json") }
     /// The serial console and QEMU log of a resume that failed, kept across the
     /// fallback cold boot (which truncates the live ones) for diagnosis (§5.4 #16).
     public var failedResumeSerialLog: String { vm("serial.resume-failed.log") }
@@ -84,11 +86,11 @@ public struct EmulatorPaths: Sendable, Equatable {
 }
 
 extension EmulatorPaths {
-    /// What `stop` removes once QEMU is gone: pid file and sockets. The serial log and
-    /// QEMU's log stay, so a failed resume can still be diagnosed (§5.4 #16); overlay,
-    /// ISO and internal-pck stay too (§4.19-32).
+    /// What `stop` removes once QEMU is gone: pid file, sockets and the session record.
+    /// The serial log and QEMU's log stay, so a failed resume can still be diagnosed
+    /// (§5.4 #16); overlay, ISO and internal-pck stay too (§4.19-32).
     public func removeRuntimeFiles() throws {
-        for path in [pidFile, monitorSocket, agentSocket] {
+        for path in [pidFile, monitorSocket, agentSocket, sessionRecord] {
             try FileSystem.removeFile(path)
         }
     }

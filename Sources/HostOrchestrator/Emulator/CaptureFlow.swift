@@ -13,7 +13,10 @@ import StackCore
 /// `migrate fd:` through a pipe; with `mapped-ram` + `multifd`: `file:`), `quit`, and
 /// the commit: RAM state, the capture-time disk as the immutable layer (§5.4 #19) and
 /// the facts it depends on, published atomically. A failed capture publishes nothing
-/// and leaves the previous snapshot in place (the shell deleted it first).
+/// and leaves the previous snapshot in place (the shell deleted it first). From
+/// `beginCapture` to the commit the capture holds the snapshot store's lock, so a
+/// capture from another run directory on the same IMAGE_DIR fails at once instead of
+/// sweeping this one's staging directory.
 struct CaptureFlow: Sendable {
     let context: EmulatorContext
     let timings: PhaseTimings
@@ -33,12 +36,8 @@ struct CaptureFlow: Sendable {
         let console = context.console
         let store = context.store
 
-        let setup = try await timings.measure(.preflight) { () async throws -> MachineSetup in
-            if case .running(let process) = QEMUPidFile(path: paths.pidFile).lookup() {
-                throw HostError(.vmRunning, "The emulator VM is running (pid \(process.pid)); stop it first: stack-emulator stop")
-            }
-            return try await MachineSetup.gather(context)
-        }
+        // (`Emulator.capture` has checked that no VM runs.)
+        let setup = try await timings.measure(.preflight) { try await MachineSetup.gather(context) }
         var spec = setup.spec(.snapshot(incoming: false), configuration: configuration, host: context.host)
         let facts = setup.facts(for: spec)
         switch store.currentSnapshot(matching: facts) {
@@ -48,8 +47,7 @@ struct CaptureFlow: Sendable {
         case .mismatched(_, let differences):
             console.info("The existing snapshot does not match (\(differences.joined(separator: "; "))); capturing a new one.")
         case .damaged(let id, let reason):
-            let moved = try? store.quarantine(id: id, reason: reason)
-            console.warn("The existing snapshot is damaged (\(reason))\(moved.map { "; moved to \($0)" } ?? "").")
+            console.warn("The existing snapshot is damaged (\(reason)); \(EmulatorWarnings.quarantined(store, id: id, reason: reason)).")
         default:
             break
         }
@@ -57,6 +55,8 @@ struct CaptureFlow: Sendable {
         console.info("Arch: \(configuration.architecture.rawValue) | Accel: \(setup.accelerator.accelerator.rawValue) (\(setup.accelerator.reason))")
 
         try paths.prepareVMDirectory()
+        // A capture's VM never serves as a started one: no record may name it.
+        try FileSystem.removeFile(paths.sessionRecord)
         let capture = try store.beginCapture()
         do {
             try await timings.measure(.prepare) {
@@ -90,6 +90,7 @@ struct CaptureFlow: Sendable {
                 console.finishProgress()
             } catch {
                 console.finishProgress()
+                try Task.checkCancellation()
                 context.printSerialTail("Services did not come up within \(Seconds.format(configuration.readyTimeout)); last serial console lines:")
                 throw HostError(.captureFailed, "Services did not come up; capture aborted. (\(error))")
             }
@@ -109,6 +110,8 @@ struct CaptureFlow: Sendable {
                     try await process.terminate()
                 }
                 try context.paths.removeRuntimeFiles()
+                // Interrupted before the commit: nothing is published.
+                try Task.checkCancellation()
                 let metadata = SnapshotMetadata(
                     created: Date(), facts: facts,
                     ramStateFile: SnapshotStore.defaultRAMStateFile, diskLayerFile: SnapshotStore.diskLayerFile,
@@ -158,7 +161,7 @@ struct CaptureFlow: Sendable {
             console.finishProgress()
         } catch {
             console.finishProgress()
-            throw HostError(.captureFailed, "QMP capture failed: \(error)")
+            throw HostError(.captureFailed, "Capturing the RAM state failed: \(error)")
         }
         try await qmp.quit(deadline: .now + .seconds(10))
         return (mappedRAM ? .zstdMappedRAM : .zstdStream, outcome, capabilities)

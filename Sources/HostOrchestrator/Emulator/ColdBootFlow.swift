@@ -15,6 +15,8 @@ struct ColdBootFlow: Sendable {
     let timings: PhaseTimings
 
     struct Result: Sendable {
+        /// The VM now serving.
+        var process: QEMUProcess
         var secrets: InternalSecrets?
     }
 
@@ -37,6 +39,8 @@ struct ColdBootFlow: Sendable {
         do {
             process = try await timings.measure(.launch) { try await context.launcher.launch(spec) }
         } catch let error as HostError {
+            // An interrupted launch says nothing about the accelerator.
+            try Task.checkCancellation()
             let log = (try? FileSystem.readText(paths.qemuLog)) ?? ""
             if case .accelerator(let line)? = QEMUFailure.diagnose(error.message + "\n" + log) {
                 try? AcceleratorVerdictCache(path: paths.acceleratorVerdicts)
@@ -49,15 +53,17 @@ struct ColdBootFlow: Sendable {
         console.info("VM: \(spec.resources.memoryMiB)MB / \(spec.resources.cpus) CPUs (cold boot, pid \(process.pid))")
 
         do {
-            return try await bootAndRotate(process)
+            return Result(process: process, secrets: try await bootAndRotate(process))
         } catch {
             await context.discard(process)
-            console.warn("Stopped the VM this start launched; serial log: \(paths.serialLog)")
+            // After an interrupt the executable says what was stopped, in one line.
+            if !Task.isCancelled { console.warn("Stopped the VM this start launched; serial log: \(paths.serialLog)") }
             throw error
         }
     }
 
-    private func bootAndRotate(_ process: QEMUProcess) async throws -> Result {
+    /// Returns the secrets now live (nil without rotation).
+    private func bootAndRotate(_ process: QEMUProcess) async throws -> InternalSecrets? {
         let configuration = context.configuration
         let console = context.console
         do {
@@ -69,6 +75,7 @@ struct ColdBootFlow: Sendable {
             console.finishProgress()
         } catch {
             console.finishProgress()
+            try Task.checkCancellation()
             context.printSerialTail("Services did not come up within \(Seconds.format(configuration.readyTimeout)) (EMULATOR_READY_TIMEOUT); last serial console lines:")
             throw error
         }
@@ -76,7 +83,7 @@ struct ColdBootFlow: Sendable {
 
         if configuration.noRotation {
             console.warn("EMULATOR_NO_ROTATION=1: the image's own keys stay in effect (the PUBLIC placeholders in a snapshot-built image); do not expose this instance.")
-            return Result(secrets: nil)
+            return nil
         }
         let agent: GuestAgentClient
         do {
@@ -98,6 +105,6 @@ struct ColdBootFlow: Sendable {
             }
         }
         console.finishProgress()
-        return Result(secrets: secrets)
+        return secrets
     }
 }

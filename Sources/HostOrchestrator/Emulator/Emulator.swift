@@ -14,14 +14,21 @@ import Darwin
 /// invocations never race (§5.4 #12); `stop` and `reset` wait briefly for it.
 ///
 /// ```
-/// start ─ lock ─ running? ──yes──▶ healthy? ─yes─▶ done (already running)
-///           │                          └─no──▶ error: stop it first
-///           no ─ ports free ─ setup ─ snapshot usable? ─yes─▶ ResumeFlow ─ok─▶ done
-///                                        │                      └─fail─▶ quarantine if the
-///                                        no                               snapshot is to blame
-///                                        ▼                                      │
-///                                   ColdBootFlow ◀──────────────────────────────┘
+/// start ─ lock ─ running? ─yes─▶ session record proves it? ─yes─▶ healthy? ─yes─▶ done (already running)
+///           │                          └─no: stop it ─┐             └─no──▶ error: stop it first
+///           no ◀──────────────────────────────────────┘
+///           │
+///           ports free ─ setup ─ snapshot usable? ─yes─▶ ResumeFlow ─ok─▶ record ─▶ done
+///                                   │                      └─fail─▶ quarantine if the
+///                                   no                               snapshot is to blame
+///                                   ▼                                      │
+///                              ColdBootFlow ─ok─▶ record ─▶ done ◀─────────┘ (after a cold boot)
 /// ```
+///
+/// The session record (`SessionRecord`) is the last thing a start writes; a VM without
+/// one for its very QEMU process is never called green. An interrupt (task
+/// cancellation) anywhere from the launch to the record stops what was launched
+/// (`stoppingOwnVMsOnInterrupt`).
 public struct Emulator: Sendable {
     public let configuration: EmulatorConfiguration
     public let host: HostPlatform
@@ -73,13 +80,27 @@ public struct Emulator: Sendable {
 
         switch QEMUPidFile(path: paths.pidFile).lookup() {
         case .running(let process):
-            return try await alreadyRunning(process, timings: timings)
+            switch SessionRecord.verdict(for: process, paths: paths, acceptingUnrotated: configuration.noRotation) {
+            case .proven:
+                return try await alreadyRunning(process, timings: timings)
+            case .unproven(let why):
+                console.warn("The emulator VM (pid \(process.pid)) \(why); stopping it and starting afresh.")
+                _ = await StopFlow(context: context).stop(process)
+                try paths.removeRuntimeFiles()
+            }
         case .notRunning(.noPidFile):
             break
         case .notRunning(let reason):
             console.warn("Ignoring a stale pid file: \(reason).")
             try paths.removeRuntimeFiles()
         }
+        return try await stoppingOwnVMsOnInterrupt("start") { try await startAfresh(timings: timings) }
+    }
+
+    /// Everything after the running-VM check: no VM runs when this begins.
+    private func startAfresh(timings: PhaseTimings) async throws -> StartReport {
+        let context = self.context
+        let paths = context.paths
         try PortAvailability.ensureFree(configuration.ports)
         try paths.prepareVMDirectory()
 
@@ -87,27 +108,40 @@ public struct Emulator: Sendable {
         let setup = try await timings.measure(.preflight) { try await MachineSetup.gather(context) }
         console.info("Arch: \(configuration.architecture.rawValue) | Accel: \(setup.accelerator.accelerator.rawValue)")
         console.info("Ports: Dashboard=\(configuration.ports.dashboard) Backend=\(configuration.ports.backend) MinIO=\(configuration.ports.minio) Inbucket=\(configuration.ports.inbucket)")
-        // Whoever sets the key writes it again; a stale one must never be read.
+        // Whoever sets the key writes it again; a stale one must never be read. The
+        // record of a previous session never describes the VM about to start.
         try FileSystem.removeFile(paths.internalPCK)
+        try FileSystem.removeFile(paths.sessionRecord)
 
         var skipped: String?
         if let snapshot = try usableSnapshot(setup: setup, skipped: &skipped) {
             do {
                 let result = try await ResumeFlow(context: context, setup: setup, timings: timings).run(snapshot)
-                finishStart()
+                try await finishStart(result.process, rotated: result.secrets != nil)
                 return StartReport(path: .resumed, snapshotSkipped: nil, secrets: result.secrets, phases: timings.entries, total: timings.elapsed)
             } catch let failure as ResumeFailure {
+                // An interrupt is nobody's fault: no quarantine, no fallback.
+                try Task.checkCancellation()
                 if let fatal = failure.fatal { throw fatal }
                 skipped = failure.reason
                 try recoverFromFailedResume(failure, snapshot: snapshot)
             }
         }
         let result = try await ColdBootFlow(context: context, setup: setup, timings: timings).run()
-        finishStart()
+        try await finishStart(result.process, rotated: result.secrets != nil)
         return StartReport(path: .coldBoot, snapshotSkipped: skipped, secrets: result.secrets, phases: timings.entries, total: timings.elapsed)
     }
 
-    private func finishStart() {
+    /// Records the session (the proof a later start and `status` look for), then says
+    /// green. The last point where an interrupt still stops this start's VM.
+    private func finishStart(_ process: QEMUProcess, rotated: Bool) async throws {
+        try Task.checkCancellation()
+        do {
+            try SessionRecord.write(for: process, rotated: rotated, paths: context.paths)
+        } catch {
+            await context.discard(process)
+            throw HostError((error as? HostError)?.code ?? .systemCall, "\(error); stopped the VM, which could not be recorded as started")
+        }
         console.log("All services are green.")
         context.printURLs()
     }
@@ -145,8 +179,7 @@ public struct Emulator: Sendable {
             console.warn("Snapshot \(snapshot.id) was captured for a different setup (\(differences.joined(separator: "; "))); cold boot. Capture again with EMULATOR_FORCE_CAPTURE=1 stack-emulator capture.")
         case .damaged(let id, let reason):
             skipped = "snapshot damaged: \(reason)"
-            let moved = try? store.quarantine(id: id, reason: reason)
-            console.warn("Snapshot \(id) is damaged (\(reason))\(moved.map { "; quarantined in \($0)" } ?? ""); cold boot.")
+            console.warn("Snapshot \(id) is damaged (\(reason)); \(EmulatorWarnings.quarantined(store, id: id, reason: reason)); cold boot.")
         }
         return nil
     }
@@ -160,9 +193,7 @@ public struct Emulator: Sendable {
             if (try? FileSystem.status(live)) != nil { try? FileSystem.rename(live, kept) }
         }
         if failure.snapshotAtFault {
-            if let moved = try? context.store.quarantine(id: snapshot.id, reason: failure.reason) {
-                console.warn("Snapshot quarantined in \(moved); run `stack-emulator capture` to take a new one.")
-            }
+            console.warn("Snapshot \(snapshot.id) \(EmulatorWarnings.quarantined(context.store, id: snapshot.id, reason: failure.reason)); run `stack-emulator capture` to take a new one.")
         }
         try context.overlay.discard()
         console.warn("Retrying with cold boot (logs of the failed resume: \(paths.failedResumeSerialLog), \(paths.failedResumeQEMULog))...")
@@ -178,6 +209,8 @@ public struct Emulator: Sendable {
             console.warn("Removed a stale pid file (\(reason)); no process was signalled.")
         case .terminated(let pid, let how):
             console.warn("The guest did not power off within \(Seconds.format(configuration.deadlines.stop)); QEMU pid \(pid) \(how == .killed ? "was killed" : "was terminated").")
+        case .terminatedNotRunning(let pid):
+            console.warn("The guest was not running (paused or loading a snapshot); QEMU pid \(pid) was terminated.")
         case .notRunning, .poweredOff:
             break
         }
@@ -201,20 +234,31 @@ public struct Emulator: Sendable {
 
     public struct Status: Sendable, Equatable {
         public var vmPid: pid_t?
+        /// Why the running VM is not known to run the secrets a completed start gave it
+        /// (see `SessionRecord`); nil when it is, or when no VM runs.
+        public var unproven: String?
         public var services: [ServiceEndpoint: Bool]
 
         public var vmUp: Bool { vmPid != nil }
-        /// §4.14: exit 0 only when the VM and all four services are up.
-        public var allUp: Bool { vmUp && ServiceEndpoint.all.allSatisfy { services[$0] == true } }
+        /// §4.14: exit 0 only when the VM and all four services are up — and the VM is
+        /// the one a completed start recorded, so a VM on placeholder keys (an
+        /// interrupted start or capture) is never reported as fine.
+        public var allUp: Bool { vmUp && unproven == nil && ServiceEndpoint.all.allSatisfy { services[$0] == true } }
     }
 
     /// Probes and prints the 7-line layout (§4.14). On a terminal the dots are green/red;
-    /// otherwise `●` means up and `○` down, so the state survives without colour.
+    /// otherwise `●` means up and `○` down, so the state survives without colour. A VM
+    /// no completed start vouches for gets one more line, on stderr.
     @discardableResult
     public func status() async -> Status {
-        let pid = QEMUPidFile(path: context.paths.pidFile).lookup().process?.pid
+        let process = QEMUPidFile(path: context.paths.pidFile).lookup().process
+        var unproven: String?
+        if let process, case .unproven(let why) = SessionRecord.verdict(for: process, paths: context.paths, acceptingUnrotated: configuration.noRotation) {
+            unproven = why
+        }
         let report = await HealthProbe(ports: configuration.ports, perTryTimeout: .seconds(2)).check(ServiceEndpoint.all)
-        let status = Status(vmPid: pid, services: Dictionary(uniqueKeysWithValues: ServiceEndpoint.all.map { ($0, report.isHealthy($0)) }))
+        let status = Status(vmPid: process?.pid, unproven: unproven,
+                            services: Dictionary(uniqueKeysWithValues: ServiceEndpoint.all.map { ($0, report.isHealthy($0)) }))
         let colour = console.output.isTerminal
         func dot(_ up: Bool) -> String {
             if colour { return up ? "\u{1B}[0;32m●\u{1B}[0m" : "\u{1B}[0;31m●\u{1B}[0m" }
@@ -227,6 +271,9 @@ public struct Emulator: Sendable {
         for endpoint in ServiceEndpoint.all {
             let name = endpoint == .inbucket ? "Inbucket HTTP" : endpoint.displayName
             console.plain("  \(dot(status.services[endpoint] == true)) \(name) (:\(endpoint.hostPort(in: configuration.ports)))")
+        }
+        if let pid = status.vmPid, let unproven {
+            console.error("The emulator VM (pid \(pid)) \(unproven); `stack-emulator start` replaces it.")
         }
         return status
     }
@@ -241,10 +288,16 @@ public struct Emulator: Sendable {
     public func capture() async throws -> CaptureReport {
         let lock = try await StartLock.acquire(path: context.paths.lockFile)
         defer { lock.release() }
+        // Checked before anything the interrupt handling covers: a running VM is not ours.
+        if case .running(let process) = QEMUPidFile(path: context.paths.pidFile).lookup() {
+            throw HostError(.vmRunning, "The emulator VM is running (pid \(process.pid)); stop it first: stack-emulator stop")
+        }
         let timings = PhaseTimings(observer: observer)
-        switch try await CaptureFlow(context: context, timings: timings).run() {
-        case .captured(let snapshot): return .captured(snapshot, phases: timings.entries, total: timings.elapsed)
-        case .alreadyCaptured(let snapshot): return .alreadyCaptured(snapshot)
+        return try await stoppingOwnVMsOnInterrupt("capture") {
+            switch try await CaptureFlow(context: context, timings: timings).run() {
+            case .captured(let snapshot): return .captured(snapshot, phases: timings.entries, total: timings.elapsed)
+            case .alreadyCaptured(let snapshot): return .alreadyCaptured(snapshot)
+            }
         }
     }
 

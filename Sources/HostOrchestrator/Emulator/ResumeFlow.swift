@@ -48,6 +48,8 @@ struct ResumeFlow: Sendable {
     static let unlimitedBandwidth: Int64 = 16 << 30
 
     struct Result: Sendable {
+        /// The VM now serving.
+        var process: QEMUProcess
         var secrets: InternalSecrets?
     }
 
@@ -74,12 +76,14 @@ struct ResumeFlow: Sendable {
         do {
             process = try await timings.measure(.launch) { try await context.launcher.launch(spec) }
         } catch let error as HostError {
+            // An interrupted launch says nothing about the accelerator or the snapshot.
+            try Task.checkCancellation()
             throw launchFailure(error, snapshot: snapshot)
         }
         // The pinned snapshot-layout values, not EMULATOR_RAM/CPUS (§5.4 #26).
         console.info("VM: \(spec.resources.memoryMiB)MB / \(spec.resources.cpus) CPUs (snapshot layout, pid \(process.pid))")
         do {
-            return try await resume(snapshot, process: process)
+            return Result(process: process, secrets: try await resume(snapshot, process: process))
         } catch var failure as ResumeFailure {
             if !failure.snapshotAtFault, let diagnosis = qemuDiagnosis(), diagnosis.blamesSnapshot {
                 failure = ResumeFailure("\(failure.reason) (QEMU: \(diagnosis.line))", snapshotAtFault: true)
@@ -92,7 +96,8 @@ struct ResumeFlow: Sendable {
         }
     }
 
-    private func resume(_ snapshot: Snapshot, process: QEMUProcess) async throws -> Result {
+    /// Returns the secrets now live (nil without rotation).
+    private func resume(_ snapshot: Snapshot, process: QEMUProcess) async throws -> InternalSecrets? {
         let configuration = context.configuration
         let deadlines = context.deadlines
         let console = context.console
@@ -244,12 +249,13 @@ struct ResumeFlow: Sendable {
         } catch {
             console.finishProgress()
             try? await mounted
+            try Task.checkCancellation()
             context.printSerialTail("Services did not become healthy after the resume; last serial console lines:")
             throw ResumeFailure("\(error)")
         }
         try await mounted
         if hotPlug != nil { console.log("Host filesystem mounted in the guest.") }
-        return Result(secrets: secrets)
+        return secrets
     }
 
     /// `guest-set-time` to the host's wall clock: the resumed clock is as old as the snapshot.
@@ -306,6 +312,16 @@ struct ResumeFlow: Sendable {
 
 /// Warnings shared by the start paths.
 enum EmulatorWarnings {
+    /// Quarantines snapshot `id` and says where it went (`quarantined in …`), or why it
+    /// could not be (a capture holding the store, a file system refusing).
+    static func quarantined(_ store: SnapshotStore, id: String, reason: String) -> String {
+        do {
+            return "quarantined in \(try store.quarantine(id: id, reason: reason))"
+        } catch {
+            return "not quarantined (\(error))"
+        }
+    }
+
     /// `EMULATOR_NO_ROTATION=1` on a resume (§4.10 step 6.8, §4.19-23).
     static func placeholdersLive(_ console: EmulatorConsole) {
         console.warn("EMULATOR_NO_ROTATION=1: the snapshot's PUBLIC placeholder secrets stay in effect.")

@@ -21,6 +21,8 @@ struct StopFlow: Sendable {
         case removedStalePidFile(String)
         case poweredOff(pid: pid_t, after: Duration)
         case terminated(pid: pid_t, QEMUProcess.Termination)
+        /// The guest was paused or loading, so QEMU was terminated without asking it.
+        case terminatedNotRunning(pid: pid_t)
     }
 
     func run() async throws -> Outcome {
@@ -46,11 +48,19 @@ struct StopFlow: Sendable {
             let qmp = try await QMPClient.connect(path: context.paths.monitorSocket, configuration: context.qmpConfiguration,
                                                   deadline: min(deadline, .now + .seconds(3)))
             defer { qmp.close() }
-            try await qmp.systemPowerdown(deadline: min(deadline, .now + .seconds(3)))
-            if await process.waitForExit(timeout: deadline - .now) {
-                return .poweredOff(pid: process.pid, after: ContinuousClock.now - started)
+            // A guest that is not running (paused by an interrupted resume or capture,
+            // still loading a snapshot) never sees the ACPI button: waiting the whole
+            // stop deadline for it would only delay the SIGTERM.
+            if try await qmp.queryStatus(deadline: min(deadline, .now + .seconds(3))).running {
+                try await qmp.systemPowerdown(deadline: min(deadline, .now + .seconds(3)))
+                if await process.waitForExit(timeout: deadline - .now) {
+                    return .poweredOff(pid: process.pid, after: ContinuousClock.now - started)
+                }
+                context.logger.info("the guest did not power off within \(context.deadlines.stop); terminating QEMU")
+            } else {
+                _ = try? await process.terminate(grace: .seconds(3))
+                return .terminatedNotRunning(pid: process.pid)
             }
-            context.logger.info("the guest did not power off within \(context.deadlines.stop); terminating QEMU")
         } catch {
             context.logger.info("system_powerdown not delivered (\(error)); terminating QEMU")
         }

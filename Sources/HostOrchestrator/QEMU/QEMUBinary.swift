@@ -53,7 +53,8 @@ public struct QEMUBinary: Sendable, Equatable {
     private func run(_ arguments: [String], timeout: Duration) async throws -> String {
         let path = try resolvedPath()
         let output = try await HostError.translating {
-            try await Command(path, arguments: arguments, environment: environment).run(timeout: timeout, outputLimit: 1024 * 1024)
+            // Own group: see QEMUCommandLine.command.
+            try await Command(path, arguments: arguments, environment: environment, processGroup: .new).run(timeout: timeout, outputLimit: 1024 * 1024)
         }
         guard output.status.isSuccess else {
             throw HostError(.toolFailed, "\(path) \(arguments.joined(separator: " ")) failed (\(output.status)): \(output.standardErrorText.prefix(300))")

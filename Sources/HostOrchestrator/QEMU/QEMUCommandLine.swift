@@ -89,9 +89,11 @@ public struct QEMUCommandLine: Sendable, Equatable {
         arguments = args
     }
 
-    /// The process to launch; only PATH is passed on.
+    /// The process to launch; only PATH is passed on. It leads its own process group, so
+    /// a terminal's Ctrl-C reaches only `stack-emulator`, which stops it in order
+    /// (cancellation signals the group).
     public func command(searchPath: String) -> Command {
-        Command(executable, arguments: arguments, environment: ["PATH": searchPath])
+        Command(executable, arguments: arguments, environment: ["PATH": searchPath], processGroup: .new)
     }
 
     /// `executable` + arguments, for logs and tests.

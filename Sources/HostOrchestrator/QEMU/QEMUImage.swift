@@ -113,7 +113,9 @@ public struct QEMUImage: Sendable {
             throw HostError(.toolFailed, "\(executable) not found in PATH (\(searchPath)); install qemu-utils (Debian) or qemu (Homebrew)")
         }
         let output = try await HostError.translating {
-            try await Command(path, arguments: arguments, environment: ["PATH": searchPath]).run(timeout: timeout, outputLimit: 16 * 1024 * 1024)
+            // Own group: see QEMUCommandLine.command.
+            try await Command(path, arguments: arguments, environment: ["PATH": searchPath], processGroup: .new)
+                .run(timeout: timeout, outputLimit: 16 * 1024 * 1024)
         }
         guard output.status.isSuccess else {
             let complaint = output.standardErrorText.split(whereSeparator: \.isNewline).first.map(String.init) ?? "no message"

@@ -11,12 +11,15 @@ import Darwin
 /// never reach another process that later got the same pid (§5.4 #11).
 public final class QEMUProcess: Sendable {
     public let pid: pid_t
+    /// Which process this is beyond its pid (nil where `/proc` cannot tell).
+    public let identity: ProcessIdentity?
     /// -1 where pidfds are unavailable.
     private let pidfd: Int32
 
-    init(pid: pid_t, pidfd: Int32) {
+    init(pid: pid_t, pidfd: Int32, identity: ProcessIdentity? = nil) {
         self.pid = pid
         self.pidfd = pidfd
+        self.identity = identity
     }
 
     deinit {
@@ -151,12 +154,38 @@ public struct QEMUPidFile: Sendable {
         #endif
     }
 
+    /// Every live QEMU started with `-pidfile <this file>`, whether or not the file names
+    /// it yet: a launch interrupted while QEMU daemonized can leave a QEMU that has not
+    /// written the file. Found by scanning `/proc` (only the holder of the run
+    /// directory's lock launches such QEMUs, so each is that holder's). Where there is
+    /// no `/proc`, the pid file's process only.
+    public func processesUsingThisFile() -> [QEMUProcess] {
+        #if os(Linux)
+        var found: [pid_t: QEMUProcess] = [:]
+        if let named = lookup().process { found[named.pid] = named }
+        // `comm` is cut to 15 bytes: "qemu-system-x86", "qemu-system-aar".
+        for entry in ProcessTable.entries() where entry.name.hasPrefix("qemu-system") && found[entry.pid] == nil && !entry.isZombie {
+            let pidfd = cs_pidfd_open(entry.pid)
+            if pidfd == -ESRCH { continue }
+            if case .running(let process) = identify(pid: entry.pid, pidfd: pidfd >= 0 ? pidfd : -1) {
+                found[entry.pid] = process
+            }
+        }
+        return found.keys.sorted().compactMap { found[$0] }
+        #else
+        return lookup().process.map { [$0] } ?? []
+        #endif
+    }
+
     #if os(Linux)
-    /// Reads the command line after opening the pidfd, then checks the pidfd is still
-    /// live: the command line read is then the pidfd's process, not a successor's.
+    /// Reads the command line and the start time after opening the pidfd, then checks
+    /// the pidfd is still live: what was read is then the pidfd's process, not a
+    /// successor's.
     private func identify(pid: pid_t, pidfd: Int32) -> Lookup {
-        let process = QEMUProcess(pid: pid, pidfd: pidfd)
-        guard let raw = try? POSIX.readFile("/proc/\(pid)/cmdline", limit: 1024 * 1024), process.isRunning else {
+        let identity = ProcessIdentity.of(pid: pid)
+        let raw = try? POSIX.readFile("/proc/\(pid)/cmdline", limit: 1024 * 1024)
+        let process = QEMUProcess(pid: pid, pidfd: pidfd, identity: identity)
+        guard let raw, process.isRunning else {
             return .notRunning(.exited(pid: pid))
         }
         let argv = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }

@@ -109,6 +109,13 @@ public struct RAMStateTransfer: Sendable {
             }
         }
         let result = await compressed
+        // The root cause first: a compressor that could not write (ENOSPC on the
+        // snapshot file) stops reading, and QEMU then fails on a broken pipe. Only a
+        // compressor that timed out waiting for its input is the consequence of QEMU's
+        // failure rather than its cause.
+        if case .failure(let error) = result, (error as? ZstdError)?.code != .timedOut {
+            throw Failure.local("compressing the RAM state into \(path) failed: \(error)\(failure.map { " (then QEMU: \($0))" } ?? "")")
+        }
         if let failure { throw failure }
         switch result {
         case .success(let transfer):

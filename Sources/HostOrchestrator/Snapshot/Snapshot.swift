@@ -21,10 +21,16 @@ public struct Snapshot: Sendable, Equatable {
 }
 
 /// A snapshot being captured: a `<id>.partial` directory nothing reads until
-/// `SnapshotStore.commit` renames it.
+/// `SnapshotStore.commit` renames it. It holds the store's lock until then (or until
+/// `abandon`, or until it is freed).
 public struct SnapshotCapture: Sendable, Equatable {
     public let id: String
     public let directory: String
+    let lock: StartLock
+
+    public static func == (lhs: SnapshotCapture, rhs: SnapshotCapture) -> Bool {
+        lhs.id == rhs.id && lhs.directory == rhs.directory
+    }
 
     /// Where the capture pipeline writes the compressed RAM state (the name is its
     /// choice; `commit` records it from the metadata).

@@ -15,8 +15,12 @@ import StackCore
 /// A capture becomes visible only when complete (`commit`: files checked, metadata
 /// written and fsynced, directory renamed, `current` swapped), so a crash mid-capture
 /// never leaves a half-written snapshot in use. A snapshot that failed to resume is
-/// quarantined rather than retried on every start (§5.4 #15). Callers hold the
-/// `StartLock` while changing the store.
+/// quarantined rather than retried on every start (§5.4 #15).
+///
+/// Run directories sharing IMAGE_DIR share the store, so its writers take the store's
+/// own lock (`<root>.lock`, a `StartLock`): a capture holds it from `beginCapture` to
+/// `commit`/`abandon` (so the leftovers it sweeps are never another live capture's),
+/// `quarantine` for its few renames. Neither waits: a second capture fails at once.
 public struct SnapshotStore: Sendable {
     public let root: String
 
@@ -27,6 +31,8 @@ public struct SnapshotStore: Sendable {
     public static let quarantineDirectory = "quarantine"
     public static let quarantineRecord = "quarantine.json"
     static let partialSuffix = ".partial"
+    /// metadata.json is a few KiB; anything near this is not ours.
+    static let metadataLimit = 1024 * 1024
     static let idPrefix = "snapshot-"
 
     public init(root: String) {
@@ -35,18 +41,28 @@ public struct SnapshotStore: Sendable {
 
     // MARK: capture
 
-    /// Creates a fresh `<id>.partial` directory (0700). Leftovers of interrupted
-    /// captures and snapshots no longer `current` are removed first.
+    /// The store's lock file, beside the store (its directory lists snapshots only).
+    public var lockPath: String { root + ".lock" }
+
+    static func lockActivity(_ root: String) -> String { "capturing a snapshot into \(root)" }
+
+    /// Takes the store's lock (failing at once with `.lockHeld` while another capture
+    /// runs), removes what interrupted captures and replaced snapshots left, and creates
+    /// a fresh `<id>.partial` directory (0700). The capture holds the lock until
+    /// `commit` or `abandon`.
     public func beginCapture() throws -> SnapshotCapture {
+        let lock = try StartLock.tryAcquire(path: lockPath, activity: SnapshotStore.lockActivity(root))
         try FileSystem.makeDirectory(root, mode: 0o755)
         let current = (try? currentID()) ?? nil
         for name in try FileSystem.contents(of: root) where name.hasPrefix(SnapshotStore.idPrefix) && name != current {
-            try FileSystem.removeTree(Path.join(root, name))
+            // Best effort: a leftover that cannot be removed (one quarantine could not
+            // move, see its record) must not block every later capture.
+            try? FileSystem.removeTree(Path.join(root, name))
         }
         let id = SnapshotStore.idPrefix + "\(Int64(Date().timeIntervalSince1970))-\(RandomToken.hex(bytes: 4))"
         let directory = Path.join(root, id + SnapshotStore.partialSuffix)
         try FileSystem.makeDirectory(directory, mode: 0o700)
-        return SnapshotCapture(id: id, directory: directory)
+        return SnapshotCapture(id: id, directory: directory, lock: lock)
     }
 
     /// Publishes a finished capture as the current snapshot; the previous one is
@@ -74,12 +90,14 @@ public struct SnapshotStore: Sendable {
         if let previous, previous != capture.id {
             try? FileSystem.removeTree(Path.join(root, previous))
         }
+        capture.lock.release()
         return Snapshot(id: capture.id, directory: directory, metadata: stored)
     }
 
-    /// Removes an unfinished capture.
+    /// Removes an unfinished capture and releases the store.
     public func abandon(_ capture: SnapshotCapture) {
         try? FileSystem.removeTree(capture.directory)
+        capture.lock.release()
     }
 
     // MARK: lookup
@@ -103,8 +121,13 @@ public struct SnapshotStore: Sendable {
         }
         let directory = Path.join(root, id)
         let metadataPath = Path.join(directory, SnapshotStore.metadataFile)
-        guard let bytes = try? POSIX.readFile(metadataPath, limit: 1024 * 1024) else {
-            return .damaged(id: id, reason: "\(metadataPath) is missing or unreadable")
+        // Never a FIFO, device or symlink, never more than 1 MiB: read while the start
+        // lock is held, so a planted FIFO must not block it (see readRegularFile).
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readRegularFile(metadataPath, limit: SnapshotStore.metadataLimit, followLinks: false)
+        } catch {
+            return .damaged(id: id, reason: "\(metadataPath) is missing or unreadable: \(error)")
         }
         if let version = SnapshotMetadata.formatVersion(of: bytes), version > SnapshotMetadata.currentFormatVersion {
             let placeholder = Snapshot(id: id, directory: directory, metadata: SnapshotMetadata(created: Date(timeIntervalSince1970: 0), facts: .unknown, formatVersion: version))
@@ -131,13 +154,21 @@ public struct SnapshotStore: Sendable {
     // MARK: quarantine and removal
 
     /// Moves snapshot `id` to `quarantine/` with `reason` recorded, so it is kept for
-    /// diagnosis but never tried again. Returns its new directory. `id` may be
+    /// diagnosis but never tried again. Returns where the record is. `id` may be
     /// `current` (a `.damaged` lookup of a bogus link): the link is dropped and recorded.
+    ///
+    /// Order matters (a step can fail, e.g. EACCES on the rename): the snapshot is moved,
+    /// or — when it cannot be — a record naming where it stays is written first; only
+    /// then is `current` unlinked. A failure before that leaves `current` as it was, so
+    /// the snapshot is never left unreferenced and unrecorded. Takes the store's lock
+    /// (fails with `.lockHeld` while a capture runs: that capture replaces `current`).
     @discardableResult
     public func quarantine(id: String, reason: String) throws -> String {
         guard SnapshotStore.isValidID(id) || id == SnapshotStore.currentLink else {
             throw HostError(.snapshotInvalid, "not a snapshot id: \(id)")
         }
+        let lock = try StartLock.tryAcquire(path: lockPath, activity: SnapshotStore.lockActivity(root))
+        defer { lock.release() }
         let quarantine = Path.join(root, SnapshotStore.quarantineDirectory)
         try FileSystem.makeDirectory(quarantine, mode: 0o755)
         var destination = Path.join(quarantine, id)
@@ -147,21 +178,34 @@ public struct SnapshotStore: Sendable {
             destination = Path.join(quarantine, "\(id)-\(attempt)")
         }
         let source = Path.join(root, id)
-        if id == SnapshotStore.currentLink || (try? currentID()) == id {
-            try FileSystem.removeFile(Path.join(root, SnapshotStore.currentLink))
-        }
+        var record = QuarantineRecord(reason: reason, quarantined: Date())
         if id != SnapshotStore.currentLink, try FileSystem.status(source) != nil {
-            try FileSystem.rename(source, destination)
+            do {
+                try FileSystem.rename(source, destination)
+            } catch {
+                // Recorded where it is; `current` no longer points there, so it is not
+                // tried again, and the record says where to find it.
+                record.leftAt = source
+                record.moveFailure = "\(error)"
+                try FileSystem.makeDirectory(destination, mode: 0o755)
+            }
         } else {
             try FileSystem.makeDirectory(destination, mode: 0o755)
         }
-        let record = QuarantineRecord(reason: reason, quarantined: Date())
+        try writeRecord(record, in: destination)
+        if id == SnapshotStore.currentLink || (try? currentID()) == id {
+            try FileSystem.removeFile(Path.join(root, SnapshotStore.currentLink))
+            try HostError.translating { try AtomicFile.syncDirectory(root) }
+        }
+        return destination
+    }
+
+    private func writeRecord(_ record: QuarantineRecord, in directory: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         let bytes = try HostError.translating { Array(try encoder.encode(record)) }
-        try HostError.translating { try AtomicFile(path: Path.join(destination, SnapshotStore.quarantineRecord), mode: 0o644).write(bytes) }
-        return destination
+        try HostError.translating { try AtomicFile(path: Path.join(directory, SnapshotStore.quarantineRecord), mode: 0o644).write(bytes) }
     }
 
     /// The quarantined snapshots and why each was set aside.
@@ -171,7 +215,8 @@ public struct SnapshotStore: Sendable {
         decoder.dateDecodingStrategy = .iso8601
         return try FileSystem.contents(of: quarantine).map { name in
             let directory = Path.join(quarantine, name)
-            let bytes = try? POSIX.readFile(Path.join(directory, SnapshotStore.quarantineRecord))
+            let bytes = try? FileSystem.readRegularFile(Path.join(directory, SnapshotStore.quarantineRecord), limit: SnapshotStore.metadataLimit,
+                                                         followLinks: false)
             return QuarantinedSnapshot(directory: directory, record: bytes.flatMap { try? decoder.decode(QuarantineRecord.self, from: Data($0)) })
         }
     }
@@ -227,6 +272,18 @@ public struct QuarantinedSnapshot: Sendable, Equatable {
 public struct QuarantineRecord: Sendable, Equatable, Codable {
     public var reason: String
     public var quarantined: Date
+    /// Where the snapshot's files stayed when they could not be moved into the
+    /// quarantine (nil: they are beside this record).
+    public var leftAt: String?
+    /// Why the move failed.
+    public var moveFailure: String?
+
+    public init(reason: String, quarantined: Date, leftAt: String? = nil, moveFailure: String? = nil) {
+        self.reason = reason
+        self.quarantined = quarantined
+        self.leftAt = leftAt
+        self.moveFailure = moveFailure
+    }
 }
 
 extension HostFacts {

@@ -20,6 +20,20 @@ enum FileSystem {
         var isDirectory: Bool { (mode & S_IFMT) == S_IFDIR }
         var isSocket: Bool { (mode & S_IFMT) == S_IFSOCK }
         var isSymbolicLink: Bool { (mode & S_IFMT) == S_IFLNK }
+
+        /// `FIFO`, `socket`, … for messages about a file of the wrong type.
+        static func typeName(_ mode: mode_t) -> String {
+            switch mode & S_IFMT {
+            case S_IFREG: "regular file"
+            case S_IFDIR: "directory"
+            case S_IFLNK: "symbolic link"
+            case S_IFIFO: "FIFO"
+            case S_IFSOCK: "socket"
+            case S_IFCHR: "character device"
+            case S_IFBLK: "block device"
+            default: "file type \(mode & S_IFMT)"
+            }
+        }
     }
 
     /// lstat (symlinks are not followed); nil when the path does not exist.
@@ -118,7 +132,32 @@ enum FileSystem {
     }
 
     static func readText(_ path: String, limit: Int = 1024 * 1024) throws -> String {
-        try HostError.translating { String(decoding: try POSIX.readFile(path, limit: limit), as: UTF8.self) }
+        String(decoding: try readRegularFile(path, limit: limit), as: UTF8.self)
+    }
+
+    /// The whole content of the regular file at `path`, at most `limit` bytes.
+    ///
+    /// Files this module reads sit in directories others can write to, and are read
+    /// while a lock is held: a plain open(2) of a FIFO would block until a writer
+    /// comes, and a device would never end. So the file is opened with O_NONBLOCK
+    /// (an open that can block returns at once; reads of a regular file are not
+    /// affected), its type and size are checked with fstat before the first read,
+    /// and anything but a regular file of at most `limit` bytes fails with
+    /// `.malformedFile` naming the path. `followLinks: false` adds O_NOFOLLOW, for
+    /// files only this program writes (a symlink there was put by someone else).
+    static func readRegularFile(_ path: String, limit: Int, followLinks: Bool = true) throws -> [UInt8] {
+        let flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | (followLinks ? 0 : O_NOFOLLOW)
+        let fd = try HostError.translating { try POSIX.open(path, flags) }
+        defer { POSIX.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw HostError.systemCall("stat \(path)", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw HostError(.malformedFile, "\(path) is not a regular file (\(Status.typeName(st.st_mode)))")
+        }
+        guard st.st_size <= limit else {
+            throw HostError(.malformedFile, "\(path) is \(st.st_size) bytes, more than the \(limit) expected")
+        }
+        return try HostError.translating { try POSIX.readAll(fd, limit: limit, context: path) }
     }
 
     /// Creates or truncates `path` to zero length (mode for a new file: 0600).

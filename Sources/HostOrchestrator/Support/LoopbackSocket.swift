@@ -4,7 +4,10 @@ import Glibc
 import Darwin
 #endif
 
-/// IPv4 TCP sockets on 127.0.0.1, the only address the orchestrator binds or dials.
+/// TCP sockets on the loopback: 127.0.0.1, the only address the orchestrator dials and
+/// QEMU's forwards bind; and ::1, bound only by the port check (a browser asking for
+/// `localhost` may try ::1 first, so a service there takes the port from a user's
+/// point of view).
 enum LoopbackSocket {
     #if canImport(Glibc)
     // Close-on-exec from birth: a process spawned meanwhile never inherits the socket.
@@ -50,6 +53,34 @@ enum LoopbackSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         return rc == 0 ? UInt16(bigEndian: address.sin_port) : nil
+    }
+
+    // MARK: ::1
+
+    /// A close-on-exec IPv6-only TCP socket (a dual-stack one would also bind the IPv4
+    /// wildcard), or -errno: -EAFNOSUPPORT on a host without IPv6.
+    static func makeIPv6() -> Int32 {
+        let fd = socket(AF_INET6, streamType, 0)
+        if fd < 0 { return -errno }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    /// bind(2) to [::1]:port; 0 or -errno (-EADDRNOTAVAIL when the loopback has no ::1).
+    static func bindIPv6(_ fd: Int32, port: UInt16) -> Int32 {
+        var address = sockaddr_in6()
+        #if canImport(Darwin)
+        address.sin6_len = UInt8(MemoryLayout<sockaddr_in6>.size)
+        #endif
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        address.sin6_addr = in6addr_loopback
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { systemBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        return rc == 0 ? 0 : -errno
     }
 
     static func setReuseAddress(_ fd: Int32) {

@@ -4,20 +4,20 @@ import StackCore
 import Glibc
 #endif
 
-/// A fresh directory under /tmp, removed by `remove()`. Used instead of
+/// A fresh directory under /tmp (or `base`), removed by `remove()`. Used instead of
 /// TestSupport.TemporaryDirectory, whose initializer builds its path from a pointer
 /// that escapes `withUnsafeBufferPointer` (a dangling read that crashed the test
 /// process now and then); reported rather than edited here.
 struct TestDirectory: Sendable {
     let path: String
 
-    init(prefix: String) throws {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    init(prefix: String, base: String = "/tmp") throws {
+        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
         let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
             guard let result = mkdtemp(buffer.baseAddress!) else { return nil }
             return String(cString: result)
         }
-        guard let created else { throw StackError.systemCall("mkdtemp /tmp/\(prefix)-XXXXXX", errno: errno) }
+        guard let created else { throw StackError.systemCall("mkdtemp \(base)/\(prefix)-XXXXXX", errno: errno) }
         path = created
     }
 

@@ -21,6 +21,26 @@ enum TestSockets {
         return (fd, LoopbackSocket.localPort(fd)!)
     }
 
+    /// An IPv6-only socket bound to `[address]:0` (listening if asked), kept open by the caller.
+    static func boundIPv6(listening: Bool, address: in6_addr) throws -> (fd: Int32, port: UInt16) {
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw StackError.systemCall("socket", errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var socketAddress = sockaddr_in6()
+        socketAddress.sin6_family = sa_family_t(AF_INET6)
+        socketAddress.sin6_addr = address
+        let rc = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        guard rc == 0 else { close(fd); throw StackError.systemCall("bind", errno: errno) }
+        if listening { listen(fd, 16) }
+        var bound = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, UInt16(bigEndian: bound.sin6_port))
+    }
+
     /// `count` distinct ports that were free a moment ago.
     static func freePorts(_ count: Int) throws -> [UInt16] {
         var held: [(fd: Int32, port: UInt16)] = []
